@@ -1,0 +1,15 @@
+"""protoseg: pixel-level beam / not-beam segmentation of ProtoDUNE-SP events with FC-DenseNet."""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "load_model"]
+
+
+def load_model(model: str, **kwargs):
+    """Load a trained network from a run folder, a checkpoint, a weights file, or a shipped name.
+
+    Never unpickles code: weights are safetensors and checkpoints are read with weights_only=True.
+    """
+    from protoseg.inference import load_model as _load_model
+
+    return _load_model(model, **kwargs)

@@ -1,0 +1,5 @@
+import sys
+
+from protoseg.cli import main
+
+sys.exit(main())

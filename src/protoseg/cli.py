@@ -1,0 +1,74 @@
+"""The ``protoseg`` program: a thin shell that parses arguments and calls the library.
+
+Each subcommand lives in ``protoseg.commands.<name>`` and provides ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args) -> int | None``. Command modules import heavy libraries
+(torch, h5py, uproot) inside ``run`` so that ``protoseg --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from protoseg import __version__
+from protoseg.errors import InputError
+
+# Order is the order shown by --help: the data flow of DESIGN.md.
+COMMANDS: dict[str, str] = {
+    "simulate": "protoseg.commands.simulate",
+    "import-root": "protoseg.commands.import_root",
+    "images": "protoseg.commands.images",
+    "stats": "protoseg.commands.stats",
+    "train": "protoseg.commands.train",
+    "evaluate": "protoseg.commands.evaluate",
+    "predict": "protoseg.commands.predict",
+    "export": "protoseg.commands.export",
+    "display": "protoseg.commands.display",
+    "demo": "protoseg.commands.demo",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with one line (its default prints usage too, which is fine) and no traceback."""
+
+    def error(self, message: str) -> None:  # pragma: no cover - argparse behaviour
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="protoseg",
+        description="Beam / not-beam segmentation of ProtoDUNE-SP events with FC-DenseNet (Tiramisu).",
+    )
+    parser.add_argument("--version", action="version", version=f"protoseg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        sp = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP))
+        module.add_arguments(sp)
+        sp.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(sys.modules.get(COMMANDS.get(args.command or "", ""), None), "ACCEPTS_ANY_ARGUMENTS", False):
+        parser.parse_args(argv)  # re-parse strictly: prints argparse's one-line error and exits 2
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        code = args._run(args)
+    except InputError as exc:
+        print(f"protoseg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"protoseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""`protoseg demo`: run the whole chain on a built-in default with the shipped pretrained model"""
+from __future__ import annotations
+
+import argparse
+
+from protoseg.errors import NotAvailableError
+
+ACCEPTS_ANY_ARGUMENTS = True
+HELP = "run the whole chain on a built-in default with the shipped pretrained model"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Not implemented yet: any arguments are accepted so that the one-line notice is what users see."""
+
+
+def run(args: argparse.Namespace) -> int:
+    raise NotAvailableError("not available yet in this version (tracked in issue #5)")

@@ -1,0 +1,17 @@
+"""`protoseg export`: export a model to TorchScript or ONNX, checked against PyTorch"""
+from __future__ import annotations
+
+import argparse
+
+from protoseg.errors import NotAvailableError
+
+ACCEPTS_ANY_ARGUMENTS = True
+HELP = "export a model to TorchScript or ONNX, checked against PyTorch"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Not implemented yet: any arguments are accepted so that the one-line notice is what users see."""
+
+
+def run(args: argparse.Namespace) -> int:
+    raise NotAvailableError("not available yet in this version (tracked in issue #5)")

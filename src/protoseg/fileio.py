@@ -1,0 +1,84 @@
+"""Safe file handling shared by every command: atomic outputs and checked HDF5 inputs."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from protoseg.errors import InputError
+
+__all__ = ["atomic_output", "check_readable", "open_h5_checked"]
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds.
+
+    On any exception the temporary file is removed, so no half-written output is ever left behind.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise InputError("output folder does not exist", parent)
+    if path.is_dir():
+        raise InputError("output path is a folder, expected a file name", path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def check_readable(path: str | Path) -> Path:
+    """Raise InputError unless ``path`` is an existing, readable, non-empty regular file."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("no such file", path)
+    if path.is_dir():
+        raise InputError("is a folder, expected a file", path)
+    if not os.access(path, os.R_OK):
+        raise InputError("file is not readable (permissions)", path)
+    if path.stat().st_size == 0:
+        raise InputError("file is empty", path)
+    return path
+
+
+def open_h5_checked(path: str | Path, expected_format: str, supported_versions: tuple[int, ...] = (1,)):
+    """Open an HDF5 file for reading and check its ``format`` / ``version`` attributes.
+
+    Returns an open ``h5py.File``; the caller closes it. Missing, truncated or foreign files raise
+    InputError with one line naming the file.
+    """
+    import h5py
+
+    path = check_readable(path)
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        with open(path, "rb") as raw:
+            signature = raw.read(8)
+        if signature == b"\x89HDF\r\n\x1a\n":
+            raise InputError(f"HDF5 file is truncated or corrupt ({exc.__class__.__name__})", path) from None
+        raise InputError(f"not an HDF5 file (expected a {expected_format} file)", path) from None
+    found = handle.attrs.get("format")
+    if isinstance(found, bytes):
+        found = found.decode()
+    if found != expected_format:
+        handle.close()
+        what = f"a '{found}' file" if found else "an HDF5 file without a protoseg format attribute"
+        raise InputError(f"is {what}, expected a '{expected_format}' file", path)
+    version = int(handle.attrs.get("version", -1))
+    if version not in supported_versions:
+        handle.close()
+        raise InputError(
+            f"{expected_format} version {version} is not supported (this protoseg reads {list(supported_versions)})",
+            path,
+        )
+    return handle
