@@ -1,17 +1,20 @@
-"""`protoseg display`: draw an event display of an events, image or predictions file"""
+"""`protoseg display`: event display of one entry of an events, image or predictions file."""
 from __future__ import annotations
 
 import argparse
 
-from protoseg.errors import NotAvailableError
-
-ACCEPTS_ANY_ARGUMENTS = True
-HELP = "draw an event display of an events, image or predictions file"
+HELP = "event display (PNG) of an events, image or predictions file"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Not implemented yet: any arguments are accepted so that the one-line notice is what users see."""
+    parser.add_argument("file", metavar="FILE", help="events, image or predictions file")
+    parser.add_argument("--event", type=int, default=0, metavar="I", help="entry index in the file (default 0)")
+    parser.add_argument("-o", "--out", required=True, metavar="PNG")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotAvailableError("not available yet in this version (tracked in issue #5)")
+    from protoseg.display import display_file
+
+    path = display_file(args.file, args.event, args.out)
+    print(f"wrote {path}")
+    return 0

@@ -1,17 +1,77 @@
-"""`protoseg evaluate`: evaluate a model on an image file: IoU table, metrics.json, plots"""
+"""`protoseg evaluate`: per-class IoU, mIoU and confusion matrix of a model on one split of an image file."""
 from __future__ import annotations
 
 import argparse
 
-from protoseg.errors import NotAvailableError
-
-ACCEPTS_ANY_ARGUMENTS = True
-HELP = "evaluate a model on an image file: IoU table, metrics.json, plots"
+HELP = "per-class IoU, mIoU and confusion matrix of a model on an image file (metrics.json + plots)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Not implemented yet: any arguments are accepted so that the one-line notice is what users see."""
+    parser.add_argument("model", metavar="MODEL", help="run folder, checkpoint, weights file or shipped model name (default)")
+    parser.add_argument("images", metavar="IMAGES.h5", help="image file with labels")
+    parser.add_argument("--split", default="test", choices=["train", "validation", "test"], help="which split (default test)")
+    parser.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder: metrics.json and PNG plots")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--no-displays", action="store_true", help="skip the best / median / worst event displays")
+
+
+def iou_table(metrics: dict) -> str:
+    """The printed IoU table: one row per class, then the mean."""
+    lines = [f"{'class':<14}{'IoU':>8}", "-" * 22]
+    for name, value in zip(metrics["classes"], metrics["iou"]):
+        lines.append(f"{name:<14}{('n/a' if value is None else f'{value:.4f}'):>8}")
+    lines.append("-" * 22)
+    lines.append(f"{'mIoU':<14}{metrics['miou']:>8.4f}" if metrics["miou"] is not None else f"{'mIoU':<14}{'n/a':>8}")
+    if metrics.get("miou_per_image") is not None:
+        lines.append(f"{'mIoU/image':<14}{metrics['miou_per_image']:>8.4f}")
+    lines.append(f"{'accuracy':<14}{metrics['accuracy']:>8.4f}")
+    return "\n".join(lines)
+
+
+def write_evaluation(model, model_name: str, images: str, split: str, out: str, batch_size: int = 4, device: str = "cpu", displays: bool = True) -> dict:
+    """Evaluate, write DIR/metrics.json and the plots; return the metrics dict."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from protoseg.display import plot_confusion, plot_event, plot_iou
+    from protoseg.fileio import atomic_output
+    from protoseg.images import open_images
+    from protoseg.inference import Predictor, evaluate
+
+    result = evaluate(model, images, split=split, batch_size=batch_size, device=device)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = result.metrics(model_name, str(images), split)
+    with atomic_output(out_dir / "metrics.json") as tmp:
+        Path(tmp).write_text(json.dumps(metrics, indent=2) + "\n")
+    plot_confusion(result.confusion, result.class_names, out_dir / "confusion.png", title=f"Confusion matrix ({split}, {len(result.event_ids)} images)")
+    plot_iou(result.iou, result.class_names, out_dir / "iou.png", title=f"IoU per class ({split})")
+    if displays:
+        per_image = np.nan_to_num(result.miou_per_image, nan=-1.0)
+        order = np.argsort(per_image, kind="stable")
+        picks = {"best": order[-1], "median": order[len(order) // 2], "worst": order[0]}
+        predictor = Predictor(model, device=device, batch_size=1)
+        handle = open_images(images)
+        try:
+            for tag, k in picks.items():
+                row = int(result.indices[k])
+                adc = np.asarray(handle.adc[row], dtype=np.float32)
+                pred, _ = predictor.predict(adc[None])
+                plot_event(adc, handle.label[row], pred[0], result.class_names, out_dir / f"event_{tag}.png", title=f"{tag}: event {int(result.event_ids[k])}")
+        finally:
+            getattr(handle, "close", lambda: None)()
+    return metrics
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotAvailableError("not available yet in this version (tracked in issue #5)")
+    from protoseg.inference import load_model
+
+    model = load_model(args.model, map_location=args.device)
+    metrics = write_evaluation(model, args.model, args.images, args.split, args.out, args.batch_size, args.device, not args.no_displays)
+    print(f"{metrics['n_images']} {args.split} images of {args.images}, model {args.model}")
+    print(iou_table(metrics))
+    print(f"wrote {args.out}/metrics.json, confusion.png, iou.png" + ("" if args.no_displays else ", event_{best,median,worst}.png"))
+    return 0

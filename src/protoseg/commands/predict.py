@@ -1,17 +1,32 @@
-"""`protoseg predict`: predict per-pixel and per-hit classes for image or events files (data or MC)"""
+"""`protoseg predict`: per-pixel classes and probabilities, and the class of every hit, for images or events."""
 from __future__ import annotations
 
 import argparse
 
-from protoseg.errors import NotAvailableError
-
-ACCEPTS_ANY_ARGUMENTS = True
-HELP = "predict per-pixel and per-hit classes for image or events files (data or MC)"
+HELP = "per-pixel classes and probabilities (and per-hit classes for events files), with or without truth"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Not implemented yet: any arguments are accepted so that the one-line notice is what users see."""
+    parser.add_argument("model", metavar="MODEL", help="run folder, checkpoint, weights file or shipped model name (default)")
+    parser.add_argument("input", metavar="INPUT", help="events file (protoseg events) or image file (protoseg images)")
+    parser.add_argument("-o", "--out", required=True, metavar="PREDICTIONS.h5", help="predictions file to write")
+    parser.add_argument("--split", choices=["train", "validation", "test"], help="image files: only this split")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--displays", metavar="DIR", help="also write PNG event displays here")
+    parser.add_argument("--max-displays", type=int, default=10, help="how many displays at most (default 10)")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotAvailableError("not available yet in this version (tracked in issue #5)")
+    from protoseg.inference import load_model, predict_file
+
+    model = load_model(args.model, map_location=args.device)
+    summary = predict_file(model, args.input, args.out, batch_size=args.batch_size, device=args.device, split=args.split, displays_dir=args.displays, max_displays=args.max_displays)
+    print(f"wrote {summary.output}: {summary.n_events} {'events' if summary.input_format == 'protoseg-events' else 'images'}")
+    if summary.hit_metrics:
+        m = summary.hit_metrics
+        print(f"hits: {m['n_hits']}, truth beam hits {m['beam_hits']}, tagged beam {m['tagged_beam_hits']}")
+        print(f"beam hits tagged beam (efficiency): {m['beam_efficiency']:.4f}   purity of the hits tagged beam: {m['beam_purity']:.4f}")
+    if summary.displays:
+        print(f"displays: {len(summary.displays)} PNGs in {args.displays}")
+    return 0

@@ -1,0 +1,169 @@
+"""Hand-off of a trained network: TorchScript (LArSoft, ``torch::jit::load``), ONNX (Triton, onnxruntime), safetensors.
+
+The exported graph is the network followed by a softmax over classes: input ``[N, 1, H, W]`` float32,
+normalised as the model card says, with H and W multiples of the network's downsampling; output
+``[N, C, H, W]`` class probabilities. Batch, height and width are dynamic in the ONNX graph. Every
+export is checked against PyTorch on a sample and the largest absolute difference is reported;
+above the tolerance (1e-4) the file is not written.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from protoseg.errors import InputError
+from protoseg.fileio import atomic_output
+
+__all__ = ["FORMATS", "TOLERANCE", "Probabilities", "ExportResult", "export_model", "sample_input"]
+
+FORMATS = ("torchscript", "onnx", "safetensors")
+TOLERANCE = 1e-4
+
+
+class Probabilities(torch.nn.Module):
+    """The network with a softmax over the class axis: what LArSoft and Triton consumers want."""
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.network(x), dim=1)
+
+
+@dataclass
+class ExportResult:
+    """The written file, the largest |exported - PyTorch| on each checked sample size, and the tolerance."""
+
+    path: Path
+    format: str
+    max_abs_diff: dict[str, float]
+    tolerance: float = TOLERANCE
+
+
+def sample_input(divisor: int, height: int | None = None, width: int | None = None, batch: int = 2, seed: int = 0) -> torch.Tensor:
+    """A sparse event-like sample [batch, 1, H, W] in [0, 1]: ~5% lit pixels with log-uniform values."""
+    height = height or 2 * divisor
+    width = width or 3 * divisor
+    rng = np.random.default_rng(seed)
+    lit = rng.random((batch, 1, height, width)) < 0.05
+    values = np.exp(rng.uniform(np.log(1e-3), 0.0, size=lit.shape))
+    return torch.from_numpy(np.where(lit, values, 0.0).astype(np.float32))
+
+
+def _check_sizes(divisor: int) -> list[tuple[int, int, int]]:
+    # The size exported with, and a different batch, height and width to prove they are dynamic.
+    return [(2, 2 * divisor, 3 * divisor), (3, 3 * divisor, 2 * divisor)]
+
+
+def _reference(module: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
+    with torch.inference_mode():
+        return module(x).float().numpy()
+
+
+def _export_torchscript(module: Probabilities, tmp: Path, sample: torch.Tensor) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit deprecation notices: TorchScript is what LArSoft loads
+        try:
+            scripted = torch.jit.script(module)
+        except Exception:  # a network that cannot be scripted is traced (its shapes follow the input)
+            scripted = torch.jit.trace(module, sample, check_trace=False)
+        scripted = torch.jit.freeze(scripted.eval()) if hasattr(torch.jit, "freeze") else scripted
+        torch.jit.save(scripted, str(tmp))
+
+
+def _check_torchscript(tmp: Path, module: Probabilities, samples: list[torch.Tensor]) -> dict[str, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = torch.jit.load(str(tmp), map_location="cpu")
+    diffs = {}
+    for x in samples:
+        with torch.inference_mode():
+            got = loaded(x).float().numpy()
+        diffs["x".join(map(str, x.shape))] = float(np.max(np.abs(got - _reference(module, x))))
+    return diffs
+
+
+def _export_onnx(module: Probabilities, tmp: Path, sample: torch.Tensor, opset: int) -> None:
+    batch = torch.export.Dim("batch", min=1)
+    # Height and width are multiples of the downsampling factor; say so, so the exporter keeps them symbolic.
+    divisor = sample.shape[-1] // 3
+    height = torch.export.Dim("height_blocks", min=1) * divisor
+    width = torch.export.Dim("width_blocks", min=1) * divisor
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module,
+            (sample,),
+            dynamo=True,
+            input_names=["image"],
+            output_names=["probabilities"],
+            dynamic_shapes={"x": {0: batch, 2: height, 3: width}},
+            opset_version=opset,
+            external_data=False,
+        )
+        program.save(str(tmp))
+
+
+def _check_onnx(tmp: Path, module: Probabilities, samples: list[torch.Tensor]) -> dict[str, float]:
+    import onnx
+    import onnxruntime as ort
+
+    onnx.checker.check_model(str(tmp))
+    session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    diffs = {}
+    for x in samples:
+        got = session.run(None, {name: x.numpy()})[0]
+        diffs["x".join(map(str, x.shape))] = float(np.max(np.abs(got - _reference(module, x))))
+    return diffs
+
+
+def export_model(model: torch.nn.Module, fmt: str, output: str | Path, opset: int = 18, tolerance: float = TOLERANCE) -> ExportResult:
+    """Export a loaded network (``protoseg.load_model``) to ``output`` in format ``fmt`` and check it.
+
+    The check runs the exported file and PyTorch on event-like samples of two sizes (the second with
+    another batch, height and width); a difference above ``tolerance`` raises and writes nothing.
+    """
+    from protoseg.inference import _size_divisor
+    from protoseg.training import write_weights
+
+    if fmt not in FORMATS:
+        raise InputError(f"unknown export format '{fmt}' (choose from {', '.join(FORMATS)})")
+    output = Path(output)
+    model = model.to("cpu").eval()
+    card: dict[str, Any] = dict(getattr(model, "card", {}))
+    if fmt == "safetensors":
+        if output.suffix != ".safetensors":
+            raise InputError("weights file name must end in .safetensors (its model card is written next to it as .json)", output)
+        path, _ = write_weights(model, card, output)
+        return ExportResult(path, fmt, {}, tolerance)
+
+    divisor = _size_divisor(model)
+    module = Probabilities(model).eval()
+    samples = [sample_input(divisor, h, w, batch=b, seed=i) for i, (b, h, w) in enumerate(_check_sizes(divisor))]
+    with atomic_output(output, suffix=output.suffix or ".tmp") as tmp:
+        try:
+            if fmt == "torchscript":
+                _export_torchscript(module, tmp, samples[0])
+                diffs = _check_torchscript(tmp, module, samples)
+            else:
+                _export_onnx(module, tmp, samples[0], opset)
+                diffs = _check_onnx(tmp, module, samples)
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(f"{fmt} export failed: {exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}", output) from None
+        worst = max(diffs.values())
+        if not np.isfinite(worst) or worst > tolerance:
+            raise InputError(f"{fmt} export differs from PyTorch by {worst:.3g} (> {tolerance:g}); not written", output)
+        if card:
+            # The card travels with the exported file: what it expects and returns.
+            Path(str(output) + ".json").write_text(json.dumps({**card, "export": {"format": fmt, "output": "softmax probabilities [N, C, H, W]", "max_abs_diff": diffs}}, indent=2) + "\n")
+    return ExportResult(output, fmt, diffs, tolerance)

@@ -1,0 +1,567 @@
+"""Inference: load a trained network safely, predict images and events, map pixels back to hits, evaluate.
+
+``load_model(MODEL)`` accepts a run folder, a Lightning checkpoint, a ``.safetensors`` weights file,
+or the name of a model shipped in ``protoseg/pretrained`` (``"default"``). It never executes code
+from a file: weights are safetensors, checkpoints are read with ``torch.load(weights_only=True)``
+(whose unpickler refuses every global outside PyTorch's allow-list), and model cards are JSON.
+The network comes back in eval mode with its model card as ``model.card``.
+
+Prediction streams: images or events are read, predicted and written batch by batch into resizable
+HDF5 datasets, so memory stays flat whatever the number of events.
+"""
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import re
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from protoseg import __version__
+from protoseg.errors import InputError
+from protoseg.fileio import atomic_output, check_readable
+
+__all__ = [
+    "PRETRAINED_DIR",
+    "PREDICTIONS_FORMAT",
+    "load_model",
+    "shipped_models",
+    "Predictor",
+    "predict_file",
+    "PredictionSummary",
+    "evaluate",
+    "Evaluation",
+    "per_image_miou",
+]
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+PREDICTIONS_FORMAT = "protoseg-predictions"
+PREDICTIONS_VERSION = 1
+_SAFETENSORS_CARD_KEY = "protoseg_card"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------------
+def shipped_models() -> list[str]:
+    """Names of the models shipped with this installation (files pretrained/NAME.safetensors)."""
+    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.safetensors"))
+
+
+def _build(card: dict[str, Any], state: dict[str, torch.Tensor], source: Path) -> torch.nn.Module:
+    from protoseg.training import build_model_from_card
+
+    try:
+        architecture = card["architecture"]
+        classes = list(card["classes"])
+    except (KeyError, TypeError):
+        raise InputError("model card has no 'architecture' / 'classes' entries", source) from None
+    if int(architecture.get("num_classes", -1)) != len(classes):
+        raise InputError(f"model card is inconsistent: {architecture.get('num_classes')} outputs for {len(classes)} classes", source)
+    try:
+        model = build_model_from_card(architecture)
+    except InputError as exc:
+        raise InputError(str(exc), source) from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())
+        raise InputError(f"weights do not fit the architecture of its model card ({architecture.get('name')}): {detail[:240]}", source) from None
+    model.eval()
+    model.card = card
+    return model
+
+
+def _card_from_hparams(hparams: dict[str, Any], extra: dict[str, Any], source: Path) -> dict[str, Any]:
+    from protoseg.training import model_card
+
+    try:
+        return model_card(hparams["config"], hparams["class_names"], hparams.get("data_info", {}), extra)
+    except (KeyError, TypeError):
+        raise InputError("checkpoint holds no protoseg hyper-parameters (config, class_names): not a protoseg checkpoint", source) from None
+
+
+def _load_checkpoint(path: Path) -> torch.nn.Module:
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # weights_only's unpickler names the global it refused; that is the one line users need.
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
+        raise InputError(
+            f"refused: the checkpoint asks to run or rebuild Python objects{what}; protoseg only loads tensors and plain data",
+            path,
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"corrupt or truncated checkpoint ({exc.__class__.__name__})", path) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise InputError("not a Lightning checkpoint (no state_dict)", path)
+    hparams = checkpoint.get("hyper_parameters") or {}
+    from protoseg.training import _VAL_KEY
+
+    card = _card_from_hparams(hparams, {"validation": checkpoint.get(_VAL_KEY) or {}}, path)
+    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    return _build(card, state, path)
+
+
+def _load_safetensors(path: Path) -> torch.nn.Module:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(f"corrupt or truncated weights file ({' '.join(str(exc).split())[:120]})", path) from None
+    card_path = path.with_suffix(".json")
+    if card_path.is_file():
+        text, where = card_path.read_text(), card_path
+    elif _SAFETENSORS_CARD_KEY in metadata:
+        text, where = metadata[_SAFETENSORS_CARD_KEY], path
+    else:
+        raise InputError(f"weights file has no model card (neither {card_path.name} next to it nor one in its metadata)", path)
+    try:
+        card = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"model card is not valid JSON (line {exc.lineno})", where) from None
+    if not isinstance(card, dict):
+        raise InputError("model card is not a JSON object", where)
+    return _build(card, state, path)
+
+
+def _is_safetensors(path: Path) -> bool:
+    with open(path, "rb") as raw:
+        head = raw.read(9)
+    if len(head) < 9:
+        return False
+    header_len = int.from_bytes(head[:8], "little")
+    return 0 < header_len < 100_000_000 and head[8:9] == b"{"
+
+
+def load_model(model: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:
+    """Load a network (eval mode, card in ``.card``) from a run folder, checkpoint, weights file or shipped name."""
+    path = Path(model)
+    if path.is_dir():
+        for candidate in (path / "model.safetensors", path / "checkpoints" / "best.ckpt", path / "checkpoints" / "last.ckpt"):
+            if candidate.is_file():
+                path = candidate
+                break
+        else:
+            raise InputError("folder holds no model.safetensors or checkpoints/{best,last}.ckpt: not a protoseg run folder", path)
+    elif not path.exists():
+        name = str(model)
+        if _NAME.match(name) and not name.endswith((".ckpt", ".safetensors", ".pt", ".pth")):
+            shipped = PRETRAINED_DIR / f"{name}.safetensors"
+            if not shipped.is_file():
+                available = ", ".join(shipped_models()) or "none"
+                raise InputError(f"no such file, and no shipped model of that name in this installation (shipped models: {available})", name)
+            path = shipped
+        else:
+            raise InputError("no such file or folder", path)
+    check_readable(path)
+    network = _load_safetensors(path) if _is_safetensors(path) else _load_checkpoint(path)
+    network.source = str(path)
+    return network.to(map_location)
+
+
+# ----------------------------------------------------------------------------------------------
+# Prediction
+# ----------------------------------------------------------------------------------------------
+def _size_divisor(model: torch.nn.Module) -> int:
+    """Input sizes the network accepts are multiples of this (2 ** number of downsamplings)."""
+    for attr in ("size_divisor", "downsampling_factor", "input_size_multiple"):
+        value = getattr(model, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    options = model.card.get("architecture", {}).get("options", {}) if hasattr(model, "card") else {}
+    blocks = options.get("down_blocks")
+    if blocks is not None:
+        return 2 ** len(blocks)
+    n_pools = sum(isinstance(m, (torch.nn.MaxPool2d, torch.nn.AvgPool2d)) for m in model.modules())
+    n_strided = sum(isinstance(m, torch.nn.Conv2d) and m.stride[0] > 1 for m in model.modules())
+    return 2 ** (n_pools + n_strided)
+
+
+class Predictor:
+    """Run a loaded network on batches of raw (pooled, un-normalised) images: class and probabilities per pixel.
+
+    Images whose size is not a multiple of the network's downsampling are zero-padded (background is 0
+    after every normalisation) and the output cropped back, so any image size works.
+    """
+
+    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", batch_size: int = 4) -> None:
+        if batch_size < 1:
+            raise InputError(f"batch size must be >= 1, got {batch_size}")
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self.batch_size = int(batch_size)
+        self.card = getattr(model, "card", {})
+        self.class_names: list[str] = list(self.card.get("classes", []))
+        self.normalisation: str = self.card.get("input", {}).get("normalisation", "max")
+        self.divisor = _size_divisor(model)
+
+    @torch.inference_mode()
+    def probabilities(self, adc: np.ndarray) -> np.ndarray:
+        """Softmax probabilities float32 [B, C, H, W] for raw images ``adc`` [B, H, W]."""
+        from protoseg.data import normalise
+
+        x = torch.from_numpy(np.ascontiguousarray(normalise(np.asarray(adc, dtype=np.float32), self.normalisation), dtype=np.float32))
+        height, width = x.shape[-2:]
+        pad_h, pad_w = (-height) % self.divisor, (-width) % self.divisor
+        x = torch.nn.functional.pad(x[:, None], (0, pad_w, 0, pad_h)).to(self.device)
+        logits = self.model(x)[..., :height, :width]
+        return logits.float().softmax(1).cpu().numpy()
+
+    def predict(self, adc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(pred uint8 [B, H, W], prob float32 [B, C, H, W]) for raw images [B, H, W]."""
+        prob = self.probabilities(adc)
+        return prob.argmax(1).astype(np.uint8), prob
+
+
+def _check_classes(model_classes: list[str], data_classes: list[str], source: Path) -> None:
+    if list(model_classes) != list(data_classes):
+        raise InputError(
+            f"the model predicts {len(model_classes)} classes ({', '.join(model_classes)}) but the file is labelled with "
+            f"{len(data_classes)} ({', '.join(data_classes)})",
+            source,
+        )
+
+
+def _file_format(path: Path) -> str:
+    import h5py
+
+    check_readable(path)
+    try:
+        with h5py.File(path, "r") as handle:
+            found = handle.attrs.get("format")
+    except OSError:
+        raise InputError("not an HDF5 file (expected protoseg events or images)", path) from None
+    return found.decode() if isinstance(found, bytes) else str(found)
+
+
+@dataclass
+class PredictionSummary:
+    """What ``predict_file`` wrote: counts, and the hit-level beam numbers when the input had truth."""
+
+    output: Path
+    n_events: int
+    input_format: str
+    hit_metrics: dict[str, float] = field(default_factory=dict)
+    displays: list[Path] = field(default_factory=list)
+
+
+class _PredictionsWriter:
+    """Grows /pred, /prob, /adc, /event_id (and /label, /hits/*) batch by batch in an open HDF5 file."""
+
+    def __init__(self, handle, n_classes: int, height: int, width: int, with_label: bool) -> None:
+        self.handle = handle
+        opts = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+        handle.create_dataset("pred", (0, height, width), np.uint8, maxshape=(None, height, width), chunks=(1, height, width), **opts)
+        handle.create_dataset("prob", (0, n_classes, height, width), np.float16, maxshape=(None, n_classes, height, width), chunks=(1, n_classes, height, width), **opts)
+        handle.create_dataset("adc", (0, height, width), np.float32, maxshape=(None, height, width), chunks=(1, height, width), **opts)
+        handle.create_dataset("event_id", (0,), np.int64, maxshape=(None,), chunks=(1024,))
+        if with_label:
+            handle.create_dataset("label", (0, height, width), np.uint8, maxshape=(None, height, width), chunks=(1, height, width), **opts)
+        self.n = 0
+
+    def append(self, pred: np.ndarray, prob: np.ndarray, adc: np.ndarray, event_id: np.ndarray, label: np.ndarray | None) -> None:
+        start, stop = self.n, self.n + len(pred)
+        for name, values in (("pred", pred), ("prob", prob.astype(np.float16)), ("adc", adc), ("event_id", event_id), ("label", label)):
+            if values is None or name not in self.handle:
+                continue
+            dataset = self.handle[name]
+            dataset.resize(stop, axis=0)
+            dataset[start:stop] = values
+        self.n = stop
+
+
+def _batches(n: int, batch_size: int) -> Iterator[slice]:
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))
+
+
+def predict_file(
+    model: torch.nn.Module,
+    input_path: str | Path,
+    output_path: str | Path,
+    batch_size: int = 4,
+    device: str = "cpu",
+    split: str | None = None,
+    displays_dir: str | Path | None = None,
+    max_displays: int = 10,
+    progress: bool = True,
+) -> PredictionSummary:
+    """Predict every image (or event) of ``input_path`` into the predictions file ``output_path``.
+
+    Events files are turned into images with the settings of the model card (size, pooling), and every
+    hit gets the class of the pixel that holds it (``/hits/pred``, same offsets as the events file).
+    With truth, the hit-level beam efficiency and purity are computed and stored in the attributes.
+    """
+    import h5py
+
+    input_path, output_path = Path(input_path), Path(output_path)
+    fmt = _file_format(input_path)
+    predictor = Predictor(model, device=device, batch_size=batch_size)
+    if fmt == "protoseg-images":
+        iterator, info = _image_batches(input_path, predictor, split)
+    elif fmt == "protoseg-events":
+        if split is not None:
+            raise InputError("--split applies to image files; an events file has no splits", input_path)
+        iterator, info = _event_batches(input_path, predictor)
+    else:
+        raise InputError(f"is a '{fmt}' file; predict reads protoseg-images or protoseg-events files", input_path)
+    if info["n"] == 0:
+        raise InputError("no images to predict" + (f" in split '{split}'" if split else ""), input_path)
+
+    displays: list[Path] = []
+    display_dir = Path(displays_dir) if displays_dir else None
+    if display_dir is not None:
+        display_dir.mkdir(parents=True, exist_ok=True)
+    counts = np.zeros(4, dtype=np.int64)  # truth beam hits, tagged beam hits, both, all hits
+    with atomic_output(output_path, suffix=".h5") as tmp:
+        with h5py.File(tmp, "w") as handle:
+            handle.attrs.update(
+                {
+                    "format": PREDICTIONS_FORMAT,
+                    "version": PREDICTIONS_VERSION,
+                    "protoseg_version": __version__,
+                    "source": str(input_path),
+                    "input_format": fmt,
+                    "class_names": json.dumps(predictor.class_names),
+                    "model": str(getattr(model, "source", "")),
+                    "model_card": json.dumps(predictor.card),
+                    "size": list(info["size"]),
+                }
+            )
+            writer = _PredictionsWriter(handle, len(predictor.class_names), *info["size"], with_label=info["has_truth"])
+            hit_pred = hit_offsets = None
+            if fmt == "protoseg-events":
+                hits = handle.create_group("hits")
+                hit_pred = hits.create_dataset("pred", (0,), np.uint8, maxshape=(None,), chunks=(65536,), compression="gzip")
+                hit_offsets = [0]
+            done = 0
+            for batch in iterator:
+                pred, prob = predictor.predict(batch["adc"])
+                writer.append(pred, prob, batch["adc"], batch["event_id"], batch.get("label"))
+                if hit_pred is not None:
+                    for i, (rows, cols, truth) in enumerate(batch["hits"]):
+                        tagged = pred[i][rows, cols]
+                        start = hit_pred.shape[0]
+                        hit_pred.resize(start + len(tagged), axis=0)
+                        hit_pred[start:] = tagged
+                        hit_offsets.append(start + len(tagged))
+                        if truth is not None and "beam" in predictor.class_names:
+                            beam = predictor.class_names.index("beam")
+                            is_beam, is_tagged = truth == 1, tagged == beam
+                            counts += [is_beam.sum(), is_tagged.sum(), (is_beam & is_tagged).sum(), len(truth)]
+                if display_dir is not None and len(displays) < max_displays:
+                    from protoseg.display import plot_event
+
+                    for i in range(min(len(pred), max_displays - len(displays))):
+                        label = batch["label"][i] if batch.get("label") is not None else None
+                        out = display_dir / f"event_{int(batch['event_id'][i])}.png"
+                        plot_event(batch["adc"][i], label, pred[i], predictor.class_names, out, title=f"event {int(batch['event_id'][i])}")
+                        displays.append(out)
+                done += len(pred)
+                if progress:
+                    print(f"\rpredicted {done}/{info['n']}", end="", flush=True)
+            if progress:
+                print()
+            hit_metrics: dict[str, float] = {}
+            if hit_pred is not None:
+                handle["hits"].create_dataset("offsets", data=np.asarray(hit_offsets, dtype=np.int64))
+                if counts[3] > 0:
+                    hit_metrics = {
+                        "beam_hits": int(counts[0]),
+                        "tagged_beam_hits": int(counts[1]),
+                        "beam_efficiency": float(counts[2] / counts[0]) if counts[0] else float("nan"),
+                        "beam_purity": float(counts[2] / counts[1]) if counts[1] else float("nan"),
+                        "n_hits": int(counts[3]),
+                    }
+                    handle.attrs["hit_metrics"] = json.dumps(hit_metrics)
+    return PredictionSummary(output_path, info["n"], fmt, hit_metrics, displays)
+
+
+def _image_batches(path: Path, predictor: Predictor, split: str | None) -> tuple[Iterator[dict], dict]:
+    from protoseg.images import open_images
+
+    images = open_images(path)
+    _check_classes(predictor.class_names, list(images.class_names), path)
+    split_codes = np.asarray(images.split[:])
+    if split is None:
+        index = np.arange(len(split_codes))
+    else:
+        index = np.flatnonzero(split_codes == _split_code(split, path))
+    has_truth = images.label is not None
+    size = tuple(int(s) for s in images.adc.shape[1:])
+    event_ids = np.asarray(images.event_id[:])
+
+    def generate() -> Iterator[dict]:
+        try:
+            for part in _batches(len(index), predictor.batch_size):
+                rows = index[part]
+                batch = {"adc": np.asarray(images.adc[rows.tolist()], dtype=np.float32), "event_id": event_ids[rows]}
+                if has_truth:
+                    batch["label"] = np.asarray(images.label[rows.tolist()], dtype=np.uint8)
+                yield batch
+        finally:
+            _close(images)
+
+    return generate(), {"n": len(index), "size": size, "has_truth": has_truth}
+
+
+def _event_batches(path: Path, predictor: Predictor) -> tuple[Iterator[dict], dict]:
+    from protoseg.events import open_events
+    from protoseg.images import event_to_image, pixel_indices
+
+    events = open_events(path)
+    image = predictor.card.get("input", {}).get("image", {})
+    size = tuple(int(s) for s in image.get("size") or (320, 320))
+    pooling = image.get("pooling") or "max"
+    label_scheme = image.get("label_scheme") or "beam3"
+    n = len(events)
+    has_truth = bool(getattr(events, "is_mc", False))
+
+    def generate() -> Iterator[dict]:
+        try:
+            for part in _batches(n, predictor.batch_size):
+                adcs, labels, ids, hits_info = [], [], [], []
+                for i in range(part.start, part.stop):
+                    event = events.read(i)
+                    hits = event.hits
+                    adc, label = event_to_image(hits, size, pooling, label_scheme if event.is_mc else None)
+                    rows, cols = pixel_indices(hits["tick"], hits["wire"], size)
+                    truth = np.asarray(hits["label"]) if (event.is_mc and "label" in hits) else None
+                    adcs.append(adc)
+                    labels.append(label)
+                    ids.append(event.event_id)
+                    hits_info.append((rows, cols, truth))
+                batch = {"adc": np.stack(adcs).astype(np.float32), "event_id": np.asarray(ids, dtype=np.int64), "hits": hits_info}
+                if has_truth and all(lbl is not None for lbl in labels):
+                    batch["label"] = np.stack(labels).astype(np.uint8)
+                yield batch
+        finally:
+            _close(events)
+
+    return generate(), {"n": n, "size": size, "has_truth": has_truth}
+
+
+def _close(handle: Any) -> None:
+    close = getattr(handle, "close", None)
+    if callable(close):
+        close()
+
+
+_SPLITS = {"train": 0, "validation": 1, "val": 1, "test": 2}
+
+
+def _split_code(split: str, path: Path) -> int:
+    if split not in _SPLITS:
+        raise InputError(f"unknown split '{split}' (train, validation, test)", path)
+    return _SPLITS[split]
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation
+# ----------------------------------------------------------------------------------------------
+def per_image_miou(confusions: np.ndarray) -> np.ndarray:
+    """Mean IoU of each image from its confusion matrix [N, C, C]; classes absent from truth and prediction are skipped."""
+    tp = np.diagonal(confusions, axis1=1, axis2=2).astype(np.float64)
+    union = confusions.sum(axis=2) + confusions.sum(axis=1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_class = np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+    counted = np.isfinite(per_class).sum(axis=1)
+    return np.where(counted > 0, np.nansum(per_class, axis=1) / np.maximum(counted, 1), np.nan)
+
+
+@dataclass
+class Evaluation:
+    """Pooled and per-image numbers of one evaluation."""
+
+    class_names: list[str]
+    confusion: np.ndarray  # [C, C] int64, rows truth, columns prediction
+    image_confusions: np.ndarray  # [N, C, C]
+    event_ids: np.ndarray
+    indices: np.ndarray  # rows of the image file
+
+    @property
+    def iou(self) -> np.ndarray:
+        from protoseg.metrics import iou
+
+        return iou(torch.from_numpy(self.confusion)).double().numpy()
+
+    @property
+    def miou(self) -> float:
+        return float(np.nanmean(self.iou))
+
+    @property
+    def miou_per_image(self) -> np.ndarray:
+        return per_image_miou(self.image_confusions)
+
+    @property
+    def accuracy(self) -> float:
+        total = self.confusion.sum()
+        return float(np.trace(self.confusion) / total) if total else float("nan")
+
+    def metrics(self, model: str, data: str, split: str) -> dict[str, Any]:
+        def clean(value: float) -> float | None:
+            return None if not math.isfinite(value) else float(value)
+
+        per_image = self.miou_per_image
+        return {
+            "classes": self.class_names,
+            "iou": [clean(v) for v in self.iou.tolist()],
+            "miou": clean(self.miou),
+            "miou_per_image": clean(float(np.nanmean(per_image))) if np.isfinite(per_image).any() else None,
+            "accuracy": clean(self.accuracy),
+            "confusion": self.confusion.tolist(),
+            "n_images": int(len(self.event_ids)),
+            "model": model,
+            "data": data,
+            "split": split,
+            "per_image": [{"event_id": int(e), "miou": clean(float(m))} for e, m in zip(self.event_ids, per_image)],
+        }
+
+
+def evaluate(model: torch.nn.Module, images_path: str | Path, split: str = "test", batch_size: int = 4, device: str = "cpu", progress: bool = True) -> Evaluation:
+    """Confusion matrices (pooled and per image) of ``model`` on one split of an image file."""
+    from protoseg.images import open_images
+    from protoseg.metrics import confusion_matrix
+
+    path = Path(images_path)
+    predictor = Predictor(model, device=device, batch_size=batch_size)
+    images = open_images(path)
+    try:
+        _check_classes(predictor.class_names, list(images.class_names), path)
+        if images.label is None:
+            raise InputError("has no labels: evaluate needs truth (use predict for data)", path)
+        index = np.flatnonzero(np.asarray(images.split[:]) == _split_code(split, path))
+        if len(index) == 0:
+            raise InputError(f"the {split} split is empty", path)
+        n_classes = len(predictor.class_names)
+        confusions = np.zeros((len(index), n_classes, n_classes), dtype=np.int64)
+        for part in _batches(len(index), predictor.batch_size):
+            rows = index[part].tolist()
+            pred, _ = predictor.predict(np.asarray(images.adc[rows], dtype=np.float32))
+            label = torch.from_numpy(np.asarray(images.label[rows]).astype(np.int64))
+            pred_t = torch.from_numpy(pred.astype(np.int64))
+            for j in range(len(rows)):
+                confusions[part.start + j] = confusion_matrix(pred_t[j], label[j], n_classes).numpy()
+            if progress:
+                print(f"\revaluated {part.stop}/{len(index)}", end="", flush=True)
+        if progress:
+            print()
+        event_ids = np.asarray(images.event_id[:])[index]
+    finally:
+        _close(images)
+    return Evaluation(predictor.class_names, confusions.sum(axis=0), confusions, event_ids, index)

@@ -1,0 +1,422 @@
+"""Training with Lightning: the LightningModule over the model and loss registries, and the Trainer set-up.
+
+One function, :func:`train`, takes a resolved configuration (``protoseg.config``) and runs it in a run
+folder::
+
+    RUN/config.yaml                 the resolved configuration of the latest start
+    RUN/checkpoints/best.ckpt       best validation mIoU      RUN/checkpoints/last.ckpt   latest state
+    RUN/tensorboard/                TensorBoard event files   RUN/csv/version_K/metrics.csv  one per start
+    RUN/model.safetensors           weights of the best checkpoint, and RUN/model.json its model card
+
+Starting ``train`` again on a run folder that holds ``checkpoints/last.ckpt`` resumes from it exactly:
+Lightning restores the optimiser, scheduler and loop state, and :class:`SegmentationModule` restores the
+random-number generators it saved, so the continued run takes the same steps as an uninterrupted one.
+Checkpoints are always read with ``weights_only=True``: they hold tensors and plain types only.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from protoseg import __version__
+from protoseg.config import dump_config, validate
+from protoseg.errors import InputError
+from protoseg.fileio import atomic_output
+
+__all__ = ["SegmentationModule", "TrainResult", "train", "build_model_from_card", "architecture_of", "model_card", "write_weights"]
+
+_RNG_KEY = "protoseg_rng_states"
+_VAL_KEY = "protoseg_val_metrics"
+
+
+def _open_options(section: dict[str, Any]) -> dict[str, Any]:
+    """The builder options of a model / loss section: everything but its name."""
+    return {k: v for k, v in section.items() if k != "name"}
+
+
+def build_model_from_card(architecture: dict[str, Any]) -> torch.nn.Module:
+    """Rebuild a network from the ``architecture`` entry of a model card (plain dict)."""
+    from protoseg.models import build_model
+
+    options = dict(architecture.get("options", {}))
+    try:
+        return build_model(
+            architecture["name"],
+            in_channels=int(architecture.get("in_channels", 1)),
+            num_classes=int(architecture["num_classes"]),
+            **options,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"cannot build the model {architecture.get('name')!r}: {exc}") from None
+
+
+class SegmentationModule(pl.LightningModule):
+    """A segmentation network and its loss, trained with the optimiser and schedule of ``config['optim']``.
+
+    Hyper-parameters (saved in every checkpoint) are plain: the resolved config, the class names and the
+    image settings of the training data, so a checkpoint can be rebuilt without unpickling any object.
+    """
+
+    def __init__(self, config: dict[str, Any], class_names: list[str], data_info: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        from protoseg.losses import build_loss
+
+        self.save_hyperparameters({"config": config, "class_names": list(class_names), "data_info": dict(data_info or {})})
+        self.config = config
+        self.class_names = list(class_names)
+        self.num_classes = len(class_names)
+        self.architecture = architecture_of(config, self.num_classes)
+        self.model = build_model_from_card(self.architecture)
+        try:
+            self.loss = build_loss(config["loss"]["name"], **_open_options(config["loss"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"cannot build the loss {config['loss']['name']!r}: {exc}") from None
+        self.channels_last = bool(config["trainer"].get("channels_last", False))
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.register_buffer("_val_confusion", torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64), persistent=False)
+        self.last_val_metrics: dict[str, Any] = {}
+
+    # -- steps ---------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    def on_train_epoch_start(self) -> None:
+        # Losses whose weights follow the epoch (epoch_weighted_ce) are told which epoch this is.
+        set_epoch = getattr(self.loss, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(self.current_epoch)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = self.loss(self(x), y)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=x.shape[0], sync_dist=True)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_confusion.zero_()
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        from protoseg.metrics import confusion_matrix
+
+        x, y = batch
+        logits = self(x)
+        loss = self.loss(logits.float(), y)
+        self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=x.shape[0], sync_dist=True)
+        self._val_confusion += confusion_matrix(logits.argmax(1), y, self.num_classes).to(self._val_confusion.device)
+
+    def on_validation_epoch_end(self) -> None:
+        from protoseg.metrics import iou
+
+        confusion = self._val_confusion.clone()
+        if self.trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(confusion)  # pixel counts add up over ranks
+        per_class = iou(confusion.cpu()).double()
+        miou = float(torch.nanmean(per_class))
+        self.log("val_miou", miou, prog_bar=True, sync_dist=False)
+        for name, value in zip(self.class_names, per_class.tolist()):
+            self.log(f"val_iou_{name}", value, sync_dist=False)
+        self.last_val_metrics = {
+            "epoch": int(self.current_epoch),
+            "step": int(self.global_step),
+            "miou": miou,
+            "iou": {name: float(v) for name, v in zip(self.class_names, per_class.tolist())},
+            "confusion": confusion.cpu().tolist(),
+        }
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return self(x).softmax(1)
+
+    # -- optimiser -------------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        optim = self.config["optim"]
+        params = self.model.parameters()
+        if optim["name"] == "adam":
+            optimizer = torch.optim.Adam(params, lr=optim["lr"], weight_decay=optim["weight_decay"])
+        elif optim["name"] == "adamw":
+            optimizer = torch.optim.AdamW(params, lr=optim["lr"], weight_decay=optim["weight_decay"])
+        else:
+            optimizer = torch.optim.SGD(params, lr=optim["lr"], momentum=optim["momentum"], weight_decay=optim["weight_decay"], nesterov=optim["momentum"] > 0)
+        schedule = optim["schedule"]
+        if schedule == "none":
+            return optimizer
+        if schedule == "plateau":
+            monitor = optim["plateau_monitor"]
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer,
+                mode="min" if monitor == "val_loss" else "max",
+                factor=optim["plateau_factor"],
+                patience=optim["plateau_patience"],
+                min_lr=optim["min_lr"],
+            )
+            every = int(self.config["trainer"]["check_val_every_n_epoch"])
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": "epoch", "frequency": every}}
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        if schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1), eta_min=optim["min_lr"])
+        else:  # onecycle
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=optim["lr"], total_steps=max(total_steps, 2), pct_start=optim["warmup_fraction"])
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- exact resume ------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning does not save the global generators; without them a resumed run would shuffle and
+        # drop out differently from an uninterrupted one. Stored as tensors / plain types (weights_only).
+        np_state = np.random.get_state()
+        states: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "numpy_keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "numpy_rest": [str(np_state[0]), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+            "python": random.getstate(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            states["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint[_RNG_KEY] = states
+        checkpoint[_VAL_KEY] = dict(self.last_val_metrics)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get(_RNG_KEY)
+        if states:
+            torch.set_rng_state(states["torch"])
+            name, pos, has_gauss, cached = states["numpy_rest"]
+            np.random.set_state((name, states["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
+            version, internal, gauss = states["python"]
+            random.setstate((version, tuple(internal), gauss))
+            if "cuda" in states and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(states["cuda"])
+        self.last_val_metrics = dict(checkpoint.get(_VAL_KEY) or {})
+
+
+def architecture_of(config: dict[str, Any], num_classes: int) -> dict[str, Any]:
+    """The ``architecture`` entry of a model card: registry name, channels, classes and builder options."""
+    return {"name": config["model"]["name"], "in_channels": 1, "num_classes": int(num_classes), "options": _open_options(config["model"])}
+
+
+def model_card(config: dict[str, Any], class_names: list[str], data_info: dict[str, Any], metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON model card: what the network is, what it expects, what it was trained on, how well it does."""
+    data_info = dict(data_info or {})
+    return {
+        "format": "protoseg-model-card",
+        "version": 1,
+        "protoseg_version": __version__,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "architecture": architecture_of(config, len(class_names)),
+        "classes": list(class_names),
+        "input": {
+            "shape": "[N, 1, H, W] float32; H and W multiples of the network's total downsampling",
+            "normalisation": config["data"]["normalisation"],
+            "image": {k: data_info[k] for k in ("size", "pooling", "label_scheme") if k in data_info},
+        },
+        "output": "logits [N, C, H, W] (protoseg.load_model); exported TorchScript / ONNX give softmax probabilities",
+        "training_data": {k: v for k, v in data_info.items() if k not in ("size", "pooling", "label_scheme")},
+        "recipe": config,
+        "metrics": dict(metrics or {}),
+    }
+
+
+def write_weights(module_or_model: torch.nn.Module, card: dict[str, Any], path: str | Path) -> tuple[Path, Path]:
+    """Write ``path`` (.safetensors, the card JSON in its metadata too) and the card next to it as ``.json``."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    model = module_or_model.model if isinstance(module_or_model, SegmentationModule) else module_or_model
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    card_text = json.dumps(card, indent=2, sort_keys=False)
+    card_path = path.with_suffix(".json")
+    with atomic_output(path, suffix=".safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"protoseg_card": json.dumps(card)})
+    with atomic_output(card_path) as tmp:
+        Path(tmp).write_text(card_text + "\n")
+    return path, card_path
+
+
+@dataclass
+class TrainResult:
+    """Where a training run left its outputs, and its best validation numbers."""
+
+    run_dir: Path
+    best_checkpoint: Path | None
+    last_checkpoint: Path
+    weights: Path | None
+    best_val_miou: float | None
+    resumed_from: Path | None
+
+
+def _data_info(path: Path) -> tuple[list[str], dict[str, Any], dict[str, int]]:
+    """Class names, image settings and split counts of an image file (refusing empty train/validation splits)."""
+    from protoseg.images import open_images
+
+    images = open_images(path)
+    try:
+        split = np.asarray(images.split[:])
+        class_names = [str(c) for c in images.class_names]
+        attrs = dict(images.attrs)
+    finally:
+        close = getattr(images, "close", None)
+        if callable(close):
+            close()
+    counts = {name: int(np.count_nonzero(split == code)) for code, name in enumerate(("train", "validation", "test"))}
+    for name in ("train", "validation"):
+        if counts[name] == 0:
+            raise InputError(f"the {name} split is empty (splits: {counts})", path)
+    image = {}
+    for key in ("size", "pooling", "label_scheme", "source", "selection", "scale"):
+        if key in attrs:
+            value = attrs[key]
+            if isinstance(value, bytes):
+                value = value.decode()
+            if isinstance(value, np.ndarray):
+                value = value.tolist()
+            elif isinstance(value, np.generic):
+                value = value.item()
+            image[key] = value
+    image["file"] = str(path)
+    image["n_train"], image["n_validation"] = counts["train"], counts["validation"]
+    return class_names, image, counts
+
+
+def _median_weights(path: Path, num_classes: int) -> list[float]:
+    """Median class-frequency weights of the training split (the 2018 study's weighting)."""
+    from protoseg.images import class_balance, open_images
+
+    images = open_images(path)
+    try:
+        train = np.flatnonzero(np.asarray(images.split[:]) == 0)
+        labels = np.asarray(images.label[np.sort(train).tolist()] if len(train) else images.label[:0])
+    finally:
+        close = getattr(images, "close", None)
+        if callable(close):
+            close()
+    return [float(w) for w in np.asarray(class_balance(labels, num_classes)).tolist()]
+
+
+def _build_trainer(config: dict[str, Any], run_dir: Path, callbacks: list, resumed: bool) -> pl.Trainer:
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    trainer_cfg = config["trainer"]
+    loggers = [
+        TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False),
+        CSVLogger(save_dir=str(run_dir), name="csv"),  # a new version_K per start: Lightning's CSV writer truncates
+    ]
+    clip = trainer_cfg["gradient_clip_val"] or None
+    try:
+        return pl.Trainer(
+            default_root_dir=str(run_dir),
+            accelerator=trainer_cfg["accelerator"],
+            devices=trainer_cfg["devices"],
+            num_nodes=trainer_cfg["num_nodes"],
+            strategy=trainer_cfg["strategy"],
+            precision=trainer_cfg["precision"],
+            max_epochs=trainer_cfg["max_epochs"],
+            max_steps=trainer_cfg["max_steps"],
+            gradient_clip_val=clip,
+            gradient_clip_algorithm=trainer_cfg["gradient_clip_algorithm"] if clip else None,
+            accumulate_grad_batches=trainer_cfg["accumulate_grad_batches"],
+            check_val_every_n_epoch=trainer_cfg["check_val_every_n_epoch"],
+            limit_train_batches=trainer_cfg["limit_train_batches"],
+            limit_val_batches=trainer_cfg["limit_val_batches"],
+            log_every_n_steps=trainer_cfg["log_every_n_steps"],
+            deterministic=trainer_cfg["deterministic"],
+            benchmark=trainer_cfg["benchmark"],
+            enable_progress_bar=trainer_cfg["progress_bar"],
+            enable_model_summary=not resumed,
+            logger=loggers,
+            callbacks=callbacks,
+        )
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise InputError(f"cannot set up the trainer: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # lightning's MisconfigurationException and friends
+        if type(exc).__name__.endswith("MisconfigurationException"):
+            raise InputError(f"cannot set up the trainer: {str(exc).splitlines()[0]}") from None
+        raise
+
+
+def train(config: dict[str, Any], resume: bool = True) -> TrainResult:
+    """Train the network of ``config`` in the run folder ``config['out']``; resume there if it holds a last checkpoint."""
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+
+    from protoseg.data import ImageDataModule, normalise
+
+    config = validate(config)
+    data_cfg = config["data"]
+    if not data_cfg["path"]:
+        raise InputError("no training data: give --data IMAGES.h5 or set data.path in the configuration")
+    data_path = Path(data_cfg["path"])
+    class_names, data_info, _ = _data_info(data_path)
+    try:
+        normalise(np.ones((1, 2, 2), dtype=np.float32), data_cfg["normalisation"])
+    except (ValueError, KeyError) as exc:
+        raise InputError(f"configuration 'data.normalisation' = {data_cfg['normalisation']!r}: {exc}") from None
+    if config["loss"].get("weights") == "median":
+        config["loss"]["weights"] = _median_weights(data_path, len(class_names))
+        config["loss"]["weights_from"] = "median class frequency of the training split"
+
+    run_dir = Path(config["out"])
+    checkpoints = run_dir / "checkpoints"
+    last = checkpoints / "last.ckpt"
+    has_checkpoints = checkpoints.is_dir() and any(checkpoints.glob("*.ckpt"))
+    if has_checkpoints and not resume:
+        raise InputError("run folder already holds checkpoints (a fresh run needs a new --out)", run_dir)
+    if has_checkpoints and not last.is_file():
+        raise InputError("run folder has checkpoints but no checkpoints/last.ckpt to resume from; choose a new --out", run_dir)
+    resume_from = last if has_checkpoints else None
+
+    pl.seed_everything(config["seed"], workers=True, verbose=False)
+    module = SegmentationModule(config, class_names, data_info)
+    datamodule = ImageDataModule(
+        str(data_path),
+        batch_size=data_cfg["batch_size"],
+        num_workers=data_cfg["num_workers"],
+        normalisation=data_cfg["normalisation"],
+        augment=data_cfg["augment"],
+        crop_size=tuple(data_cfg["crop_size"]) if data_cfg["crop_size"] else None,
+        seed=config["seed"],
+    )
+    best_cb = ModelCheckpoint(
+        dirpath=str(checkpoints),
+        filename="best",
+        monitor="val_miou",
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+    callbacks: list = [best_cb, LearningRateMonitor(logging_interval="epoch")]
+    if config["trainer"]["early_stopping_patience"] > 0:
+        callbacks.append(EarlyStopping(monitor="val_miou", mode="max", patience=config["trainer"]["early_stopping_patience"]))
+    trainer = _build_trainer(config, run_dir, callbacks, resumed=resume_from is not None)
+
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_output(run_dir / "config.yaml") as tmp:
+            Path(tmp).write_text(dump_config(config))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None, weights_only=True)
+    # A run stopped by max_steps in the middle of an epoch has not written last.ckpt for its final step.
+    trainer.save_checkpoint(str(last), weights_only=False)
+
+    best_path = Path(best_cb.best_model_path) if best_cb.best_model_path else None
+    weights = None
+    best_score = float(best_cb.best_model_score) if best_cb.best_model_score is not None else None
+    if trainer.is_global_zero:
+        source = best_path if best_path and best_path.is_file() else last
+        checkpoint = torch.load(source, map_location="cpu", weights_only=True)
+        state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+        export_module = SegmentationModule(config, class_names, data_info)
+        export_module.model.load_state_dict(state)
+        val_metrics = dict(checkpoint.get(_VAL_KEY) or {})
+        val_metrics["checkpoint"] = source.name
+        card = model_card(config, class_names, data_info, {"validation": val_metrics})
+        weights, _ = write_weights(export_module, card, run_dir / "model.safetensors")
+    return TrainResult(run_dir, best_path, last, weights, best_score, resume_from)
