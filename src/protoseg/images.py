@@ -1,0 +1,778 @@
+"""Hits → labelled images: pixel grid, pooling strategies, label schemes, selection, splits, the image file.
+
+The grid is the 2018 study's: the readout window (6000 ticks) and the 1440 collection wires are
+mapped linearly onto H×W pixels, row = tick bin (row 0 = tick 0), column = wire bin, with
+``bin = floor(value × size / range)``.
+
+Poolings (what a pixel holds when several hits fall into it; ``integral`` is the hit integral):
+
+=================  ============================  ===========================================================
+pooling            pixel value                   pixel label
+=================  ============================  ===========================================================
+``max``            largest integral              label of that hit (2018; equal integrals: the first hit)
+``sum``            summed integrals              charge majority: the class holding most of the charge
+``mean``           mean integral of its hits     charge majority
+``beam-priority``  largest integral              beam if any beam hit is there, else not-beam, else background
+                                                 (species: the beam class of the largest beam hit)
+``charge-majority`` largest integral             charge majority
+=================  ============================  ===========================================================
+
+Charge-majority ties go to the higher-priority class (beam > not-beam > background). ``max`` loses a
+beam pixel whenever a larger cosmic hit shares it; ``beam-priority`` keeps every such pixel.
+
+Label schemes: ``beam3`` (background, beam, not-beam) is the events file's hit label; ``species``
+splits beam hits by the PDG code of the particle that gave the hit most of its charge (|pdg| 211 π±,
+2212 p, 11 or 22 e/γ shower, 13 μ, 321 K, anything else "other beam"); not-beam stays one class.
+Noise hits (label 0: no particle) keep their charge in the image and are labelled background, which
+is what a network must learn on data, where noise hits are present; ``drop_noise=True`` removes them
+instead, as the 2018 study did (it dropped hits that no simulated particle matched).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from protoseg import __version__
+from protoseg.detector import READOUT
+from protoseg.errors import InputError
+from protoseg.fileio import atomic_output, open_h5_checked
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "LABEL_SCHEMES",
+    "POOLINGS",
+    "SPLIT_NAMES",
+    "pixel_indices",
+    "hit_labels",
+    "event_to_image",
+    "parse_split",
+    "make_image_file",
+    "write_images",
+    "open_images",
+    "ImageFile",
+    "class_balance",
+    "format_class_balance",
+]
+
+FORMAT = "protoseg-images"
+VERSION = 1
+
+LABEL_SCHEMES: dict[str, list[str]] = {
+    "beam3": ["background", "beam", "not-beam"],
+    "species": [
+        "background",
+        "not-beam",
+        "beam pi+-",
+        "beam p",
+        "beam e/gamma shower",
+        "beam mu",
+        "beam K",
+        "other beam",
+    ],
+}
+# Priority of each class for beam-priority labels and charge-majority ties: beam > not-beam > background.
+_CLASS_RANK: dict[str, np.ndarray] = {
+    "beam3": np.array([0, 2, 1], dtype=np.int8),
+    "species": np.array([0, 1, 2, 2, 2, 2, 2, 2], dtype=np.int8),
+}
+POOLINGS: tuple[str, ...] = ("max", "sum", "mean", "beam-priority", "charge-majority")
+SPLIT_NAMES: tuple[str, ...] = ("train", "validation", "test")
+SPLIT_CODES: dict[str, int] = {"train": 0, "validation": 1, "val": 1, "test": 2}
+
+DEFAULT_SIZE = (320, 320)
+# A spread hit covers peak ± 3 rms (99.7% of a Gaussian pulse); the pieces are renormalised to the
+# hit integral, so spreading never changes an image's total charge.
+_SPREAD_SIGMAS = 3.0
+
+
+# ----------------------------------------------------------------------------------------------
+# The grid
+# ----------------------------------------------------------------------------------------------
+def check_size(size: Sequence[int], where: str | Path | None = None) -> tuple[int, int]:
+    """``size`` as (H, W) ints, or InputError: 1 <= H <= 6000 ticks and 1 <= W <= 1440 wires."""
+    try:
+        height, width = (int(s) for s in size)
+    except (TypeError, ValueError):
+        raise InputError(f"image size must be two integers H W, got {size!r}", where) from None
+    if not (1 <= height <= READOUT.n_ticks and 1 <= width <= READOUT.n_wires):
+        raise InputError(
+            f"impossible image size {height}x{width}: rows must be 1..{READOUT.n_ticks} (ticks) "
+            f"and columns 1..{READOUT.n_wires} (wires)",
+            where,
+        )
+    return height, width
+
+
+def pixel_indices(tick: np.ndarray, wire: np.ndarray, size: Sequence[int] = DEFAULT_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel (row, col) of each hit: row = floor(tick × H / 6000), col = floor(wire × W / 1440).
+
+    Computed in float64 ((value × size) / range, in that order), so an independent computation with
+    the same formula gives the same bins. Returns int64 arrays.
+    """
+    height, width = check_size(size)
+    tick64 = np.asarray(tick, dtype=np.float64)
+    wire64 = np.asarray(wire, dtype=np.float64)
+    row = np.floor(tick64 * height / READOUT.n_ticks).astype(np.int64)
+    col = np.floor(wire64 * width / READOUT.n_wires).astype(np.int64)
+    # Hits are validated to lie inside the window; clipping only guards against float rounding.
+    np.clip(row, 0, height - 1, out=row)
+    np.clip(col, 0, width - 1, out=col)
+    return row, col
+
+
+def hit_labels(hits: dict[str, np.ndarray], label_scheme: str = "beam3") -> np.ndarray | None:
+    """Class of each hit under ``label_scheme`` (uint8), or None when the hits carry no truth."""
+    if label_scheme not in LABEL_SCHEMES:
+        raise InputError(f"unknown label scheme '{label_scheme}' (choose from {', '.join(LABEL_SCHEMES)})")
+    if "label" not in hits:
+        return None
+    label = np.asarray(hits["label"])
+    if label_scheme == "beam3":
+        return label.astype(np.uint8, copy=False)
+    if "pdg" not in hits:
+        raise InputError("species labels need the per-hit truth pdg, which these hits do not have")
+    pdg = np.abs(np.asarray(hits["pdg"]))
+    species = np.select(
+        [pdg == 211, pdg == 2212, (pdg == 11) | (pdg == 22), pdg == 13, pdg == 321],
+        [2, 3, 4, 5, 6],
+        default=7,
+    ).astype(np.uint8)
+    return np.where(label == 1, species, np.where(label == 2, np.uint8(1), np.uint8(0))).astype(np.uint8)
+
+
+def _spread_pieces(
+    tick: np.ndarray, rms: np.ndarray, height: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split hits over the tick rows their pulse covers: (hit index, row, charge fraction) per piece."""
+    from scipy.special import ndtr
+
+    n_ticks = READOUT.n_ticks
+    tick64 = np.asarray(tick, dtype=np.float64)
+    sigma = np.asarray(rms, dtype=np.float64)
+    spread = np.isfinite(sigma) & (sigma > 0)
+    sigma = np.where(spread, sigma, 0.0)
+    lo_tick = np.clip(tick64 - _SPREAD_SIGMAS * sigma, 0.0, n_ticks)
+    hi_tick = np.clip(tick64 + _SPREAD_SIGMAS * sigma, 0.0, n_ticks)
+    point_row = np.floor(tick64 * height / n_ticks).astype(np.int64)
+    row_lo = np.where(spread, np.floor(lo_tick * height / n_ticks).astype(np.int64), point_row)
+    row_hi = np.where(spread, np.floor(np.nextafter(hi_tick, 0.0) * height / n_ticks).astype(np.int64), point_row)
+    np.clip(row_lo, 0, height - 1, out=row_lo)
+    np.clip(row_hi, row_lo, height - 1, out=row_hi)
+    n_rows = row_hi - row_lo + 1
+    hit = np.repeat(np.arange(len(tick64)), n_rows)
+    starts = np.cumsum(n_rows) - n_rows
+    row = row_lo[hit] + (np.arange(len(hit)) - starts[hit])
+    # Charge in each row: Gaussian mass between the row's tick edges (clipped to the pulse window).
+    edge_lo = np.maximum(row * n_ticks / height, lo_tick[hit])
+    edge_hi = np.minimum((row + 1) * n_ticks / height, hi_tick[hit])
+    s = np.where(spread[hit], sigma[hit], 1.0)
+    mass = np.where(spread[hit], ndtr((edge_hi - tick64[hit]) / s) - ndtr((edge_lo - tick64[hit]) / s), 1.0)
+    mass = np.maximum(mass, 0.0)
+    total = np.bincount(hit, weights=mass, minlength=len(tick64))
+    fraction = mass / np.where(total > 0, total, 1.0)[hit]
+    return hit, row, fraction
+
+
+def _first_winner(pix: np.ndarray, candidate: np.ndarray, n_pix: int) -> np.ndarray:
+    """For each pixel, the smallest hit index among ``candidate`` hits (len(pix) where none)."""
+    n = len(pix)
+    first = np.full(n_pix, n, dtype=np.int64)
+    index = np.flatnonzero(candidate)
+    np.minimum.at(first, pix[index], index)
+    return first
+
+
+def _charge_majority(pix: np.ndarray, value: np.ndarray, label: np.ndarray, n_pix: int, rank: np.ndarray) -> np.ndarray:
+    """Per pixel, the class holding the largest summed charge (ties: higher rank, then lower class)."""
+    n_classes = len(rank)
+    out = np.zeros(n_pix, dtype=np.uint8)
+    if len(pix) == 0:
+        return out
+    occupied = np.zeros(n_pix, dtype=bool)
+    occupied[pix] = True
+    pixels = np.flatnonzero(occupied)
+    local = np.empty(n_pix, dtype=np.int64)
+    local[pixels] = np.arange(len(pixels))
+    charge = np.bincount(local[pix] * n_classes + label, weights=value, minlength=len(pixels) * n_classes)
+    charge = charge.reshape(len(pixels), n_classes)
+    order = np.lexsort((np.arange(n_classes), -rank.astype(np.int64)))  # columns by priority
+    out[pixels] = order[np.argmax(charge[:, order], axis=1)]
+    return out
+
+
+def event_to_image(
+    hits: dict[str, np.ndarray],
+    size: Sequence[int] = DEFAULT_SIZE,
+    pooling: str = "max",
+    label_scheme: str | None = "beam3",
+    spread_rms: bool = False,
+    drop_noise: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One event's hits → (adc float32 [H, W], label uint8 [H, W] or None).
+
+    ``hits`` needs ``wire``, ``tick``, ``integral`` (and ``label``, plus ``pdg`` for species, for
+    labels; ``rms`` for ``spread_rms``). Labels are None when ``label_scheme`` is None or the hits
+    carry no truth. Pixels without hits are 0 (background).
+    """
+    height, width = check_size(size)
+    if pooling not in POOLINGS:
+        raise InputError(f"unknown pooling '{pooling}' (choose from {', '.join(POOLINGS)})")
+    n_pix = height * width
+    label = hit_labels(hits, label_scheme) if label_scheme is not None else None
+    tick = np.asarray(hits["tick"])
+    wire = np.asarray(hits["wire"])
+    value = np.asarray(hits["integral"], dtype=np.float32)
+    if drop_noise and "label" in hits:
+        keep = np.asarray(hits["label"]) != 0
+        tick, wire, value = tick[keep], wire[keep], value[keep]
+        label = label[keep] if label is not None else None
+        rms_all = np.asarray(hits["rms"])[keep] if spread_rms else None
+    else:
+        rms_all = np.asarray(hits["rms"]) if spread_rms else None
+    row, col = pixel_indices(tick, wire, (height, width))
+    if spread_rms:
+        if rms_all is None:
+            raise InputError("spread_rms needs the per-hit rms")
+        piece_hit, row, fraction = _spread_pieces(tick, rms_all, height)
+        col = col[piece_hit]
+        value = (value[piece_hit] * fraction).astype(np.float32)
+        if label is not None:
+            label = label[piece_hit]
+    pix = row * width + col
+    if pooling == "sum" or pooling == "mean":
+        total = np.bincount(pix, weights=value, minlength=n_pix)
+        if pooling == "mean":
+            count = np.bincount(pix, minlength=n_pix)
+            total = total / np.maximum(count, 1)
+        adc = total.astype(np.float32)
+    else:
+        adc = np.zeros(n_pix, dtype=np.float32)
+        np.maximum.at(adc, pix, value)
+    labels_out = None
+    if label is not None:
+        rank = _CLASS_RANK[label_scheme]
+        if pooling == "max":
+            first = _first_winner(pix, value == adc[pix], n_pix)
+        elif pooling == "beam-priority":
+            hit_rank = rank[label]
+            best_rank = np.full(n_pix, -1, dtype=np.int8)
+            np.maximum.at(best_rank, pix, hit_rank)
+            candidate = hit_rank == best_rank[pix]
+            best_value = np.full(n_pix, -1.0, dtype=np.float32)
+            np.maximum.at(best_value, pix[candidate], value[candidate])
+            first = _first_winner(pix, candidate & (value == best_value[pix]), n_pix)
+        else:
+            first = None
+            labels_out = _charge_majority(pix, value, label, n_pix, rank)
+        if first is not None:
+            labels_out = np.zeros(n_pix, dtype=np.uint8)
+            hit_pixels = first < len(pix)
+            labels_out[hit_pixels] = label[first[hit_pixels]]
+        labels_out = labels_out.reshape(height, width)
+    return adc.reshape(height, width), labels_out
+
+
+# ----------------------------------------------------------------------------------------------
+# Selection and splits
+# ----------------------------------------------------------------------------------------------
+def parse_split(split: Sequence[float] | None, n_available: int, where: str | Path | None = None) -> tuple[int, int, int]:
+    """Numbers of (train, validation, test) images: three counts, or three fractions summing to 1.
+
+    Fractions are turned into counts of ``n_available`` by largest remainder (they add up to it).
+    Counts that need more events than ``n_available`` raise InputError.
+    """
+    if split is None:
+        split = (0.8, 0.1, 0.1)
+    values = [float(v) for v in split]
+    if len(values) != 3 or any(not np.isfinite(v) or v < 0 for v in values):
+        raise InputError(f"--split needs three non-negative numbers TRAIN VAL TEST, got {list(split)}", where)
+    if sum(values) <= 0:
+        raise InputError("--split asks for no images at all", where)
+    if abs(sum(values) - 1.0) < 1e-9:  # numbers that sum to 1 are fractions (DESIGN.md)
+        exact = np.array(values) * n_available
+        counts = np.floor(exact).astype(np.int64)
+        remainder = n_available - int(counts.sum())
+        for k in np.argsort(-(exact - counts), kind="stable")[:remainder]:
+            counts[k] += 1
+        return int(counts[0]), int(counts[1]), int(counts[2])
+    if any(v != int(v) for v in values):
+        raise InputError(f"--split: counts must be whole numbers, or fractions must sum to 1 (got {values})", where)
+    counts = tuple(int(v) for v in values)
+    if sum(counts) > n_available:
+        raise InputError(
+            f"--split asks for {sum(counts)} images ({counts[0]} + {counts[1]} + {counts[2]}) "
+            f"but only {n_available} events pass the selection",
+            where,
+        )
+    return counts
+
+
+def _hit_class_counts(events, chunk_events: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Per event: number of full-resolution beam (label 1) and not-beam (label 2) hits."""
+    n_events = len(events)
+    n_beam = np.zeros(n_events, dtype=np.int64)
+    n_not_beam = np.zeros(n_events, dtype=np.int64)
+    offsets = events.hit_offsets
+    dataset = events._h5["hits/label"]
+    for start in range(0, n_events, chunk_events):
+        stop = min(n_events, start + chunk_events)
+        lo, hi = int(offsets[start]), int(offsets[stop])
+        label = dataset[lo:hi]
+        bounds = offsets[start : stop + 1] - lo
+        for code, out in ((1, n_beam), (2, n_not_beam)):
+            cumulative = np.concatenate([[0], np.cumsum(label == code, dtype=np.int64)])
+            out[start:stop] = np.diff(cumulative[bounds])
+    return n_beam, n_not_beam
+
+
+def _events_charge_scale(events) -> str:
+    for source in (events.config, events.attrs):
+        value = source.get("charge_scale") if isinstance(source, dict) else None
+        if value:
+            return value if isinstance(value, str) else json.dumps(value)
+    return "hit integral in ADC x tick, as stored in the events file (no rescaling)"
+
+
+def make_image_file(
+    events_path: str | Path,
+    out_path: str | Path,
+    *,
+    size: Sequence[int] = DEFAULT_SIZE,
+    pooling: str = "max",
+    label_scheme: str = "beam3",
+    min_beam_hits: int = 2000,
+    min_notbeam_hits: int = 2000,
+    split: Sequence[float] | None = None,
+    seed: int = 0,
+    spread_rms: bool = False,
+    drop_noise: bool = False,
+    chunk_events: int = 64,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Events file → image file (format ``protoseg-images`` v1). Returns a summary dict.
+
+    Events pass the selection with at least ``min_beam_hits`` beam and ``min_notbeam_hits``
+    not-beam hits at full resolution; ``split`` (counts, or fractions summing to 1; default
+    0.8 0.1 0.1) picks the train / validation / test images among them at random with ``seed``.
+    Images are written in the order of the events file. Data files (no truth) give images without
+    labels and need both minimums to be 0.
+    """
+    import h5py
+
+    from protoseg.events import open_events
+
+    events_path = Path(events_path)
+    out_path = Path(out_path)
+    height, width = check_size(size)
+    if pooling not in POOLINGS:
+        raise InputError(f"unknown pooling '{pooling}' (choose from {', '.join(POOLINGS)})")
+    if label_scheme not in LABEL_SCHEMES:
+        raise InputError(f"unknown label scheme '{label_scheme}' (choose from {', '.join(LABEL_SCHEMES)})")
+    if min_beam_hits < 0 or min_notbeam_hits < 0:
+        raise InputError("--min-beam-hits and --min-notbeam-hits must be >= 0")
+    if out_path.exists() and out_path.resolve() == events_path.resolve():
+        raise InputError("output would overwrite the input file", out_path)
+    with open_events(events_path) as events:
+        n_events = len(events)
+        if n_events == 0:
+            raise InputError("events file holds no events", events_path)
+        is_mc = events.is_mc and "label" in events.hit_columns
+        if not is_mc and (min_beam_hits > 0 or min_notbeam_hits > 0):
+            raise InputError(
+                "events have no truth labels (data), so there are no beam / not-beam hits to select on: "
+                "use --min-beam-hits 0 --min-notbeam-hits 0",
+                events_path,
+            )
+        truth_columns = events.config.get("truth_columns")
+        if is_mc and label_scheme == "species" and (
+            "pdg" not in events.hit_columns or (truth_columns is not None and "pdg" not in truth_columns)
+        ):
+            raise InputError("species labels need the per-hit truth pdg, which this events file does not record", events_path)
+        if spread_rms and "rms" not in events.hit_columns:
+            raise InputError("--spread-rms needs the per-hit rms, which this events file does not have", events_path)
+        try:
+            if is_mc:
+                n_beam, n_not_beam = _hit_class_counts(events)
+            else:
+                n_beam = n_not_beam = np.zeros(n_events, dtype=np.int64)
+        except OSError as exc:
+            raise InputError(f"hit data cannot be read, the file is corrupt ({exc})", events_path) from None
+        passing = np.flatnonzero((n_beam >= min_beam_hits) & (n_not_beam >= min_notbeam_hits))
+        if len(passing) == 0:
+            raise InputError(
+                f"no event of {n_events} has >= {min_beam_hits} beam and >= {min_notbeam_hits} not-beam hits",
+                events_path,
+            )
+        n_train, n_val, n_test = parse_split(split, len(passing), events_path)
+        rng = np.random.default_rng(np.random.SeedSequence(int(seed)))
+        chosen = rng.permutation(passing)[: n_train + n_val + n_test]
+        split_of = np.concatenate([np.zeros(n_train), np.ones(n_val), np.full(n_test, 2)]).astype(np.uint8)
+        order = np.argsort(chosen, kind="stable")
+        positions, split_codes = chosen[order], split_of[order]
+        n_images = len(positions)
+        class_names = LABEL_SCHEMES[label_scheme]
+        columns = ["wire", "tick", "integral"] + (["rms"] if spread_rms else [])
+        if is_mc:
+            columns += ["label"] + (["pdg"] if label_scheme == "species" else [])
+        selection = {
+            "min_beam_hits": int(min_beam_hits),
+            "min_notbeam_hits": int(min_notbeam_hits),
+            "n_events_read": int(n_events),
+            "n_events_passing": int(len(passing)),
+            "n_images": int(n_images),
+            "split_requested": None if split is None else [float(v) for v in split],
+            "split_counts": {"train": n_train, "validation": n_val, "test": n_test},
+            "seed": int(seed),
+        }
+        attrs = {
+            "size": [height, width],
+            "pooling": pooling,
+            "label_scheme": label_scheme,
+            "class_names": class_names,
+            "source": str(events_path),
+            "source_format": "protoseg-events",
+            "selection": selection,
+            "spread_rms": bool(spread_rms),
+            "drop_noise": bool(drop_noise),
+            "charge_scale": _events_charge_scale(events),
+            "pixel_value": f"{pooling} of hit integrals (ADC x tick); not normalised",
+            "grid": f"row = floor(tick * {height} / {READOUT.n_ticks}), column = floor(wire * {width} / {READOUT.n_wires})",
+            "events_config": json.dumps(events.config, sort_keys=True),
+        }
+        with atomic_output(out_path) as tmp:
+            with h5py.File(tmp, "w") as h5:
+                _write_attrs(h5, attrs)
+                adc_ds, label_ds = _create_image_datasets(h5, n_images, height, width, with_labels=is_mc)
+                h5.create_dataset("event_id", data=events.event_ids[positions].astype(np.int64))
+                h5.create_dataset("event_index", data=positions.astype(np.int64))
+                h5.create_dataset("split", data=split_codes)
+                _fill_images(events, positions, columns, adc_ds, label_ds, (height, width), pooling,
+                             label_scheme if is_mc else None, spread_rms, drop_noise, chunk_events, progress)
+    return {
+        "input": str(events_path),
+        "output": str(out_path),
+        "n_events_read": int(n_events),
+        "n_events_passing": int(len(passing)),
+        "n_images": int(n_images),
+        "split_counts": selection["split_counts"],
+        "size": [height, width],
+        "pooling": pooling,
+        "label_scheme": label_scheme,
+        "class_names": class_names,
+        "has_labels": bool(is_mc),
+    }
+
+
+def _create_image_datasets(h5, n_images: int, height: int, width: int, with_labels: bool):
+    # One image per chunk: a dataset reader touches exactly the images it asks for. LZF: images are
+    # mostly empty, compress ~10x, and decompress far faster than gzip for the training loader.
+    chunks = (1, height, width) if n_images else None
+    adc = h5.create_dataset("adc", shape=(n_images, height, width), dtype=np.float32, chunks=chunks,
+                            compression="lzf" if n_images else None)
+    label = None
+    if with_labels:
+        label = h5.create_dataset("label", shape=(n_images, height, width), dtype=np.uint8, chunks=chunks,
+                                  compression="lzf" if n_images else None)
+    return adc, label
+
+
+def _fill_images(events, positions, columns, adc_ds, label_ds, size, pooling, label_scheme, spread_rms,
+                 drop_noise, chunk_events, progress) -> None:
+    n_images = len(positions)
+    if n_images == 0:
+        return
+    height, width = size
+    block = max(1, chunk_events)
+    adc_block = np.zeros((block, height, width), dtype=np.float32)
+    label_block = np.zeros((block, height, width), dtype=np.uint8)
+    wanted = np.zeros(len(events), dtype=bool)
+    wanted[positions] = True
+    written = 0
+    filled = 0
+    show = progress and sys.stderr.isatty()
+    # Read contiguous runs of events in blocks; skip the events that were not chosen.
+    for i, hits in events.iter_hit_columns(columns, int(positions[0]), int(positions[-1]) + 1, chunk_events):
+        if not wanted[i]:
+            continue
+        adc, label = event_to_image(hits, size, pooling, label_scheme, spread_rms, drop_noise)
+        adc_block[filled] = adc
+        if label_ds is not None:
+            label_block[filled] = label
+        filled += 1
+        if filled == block:
+            adc_ds[written : written + filled] = adc_block[:filled]
+            if label_ds is not None:
+                label_ds[written : written + filled] = label_block[:filled]
+            written += filled
+            filled = 0
+            if show:
+                print(f"\rimages: {written}/{n_images}", end="", file=sys.stderr, flush=True)
+    if filled:
+        adc_ds[written : written + filled] = adc_block[:filled]
+        if label_ds is not None:
+            label_ds[written : written + filled] = label_block[:filled]
+        written += filled
+    if show:
+        print(f"\rimages: {written}/{n_images}", file=sys.stderr, flush=True)
+
+
+def _write_attrs(h5, attrs: dict[str, Any]) -> None:
+    h5.attrs["format"] = FORMAT
+    h5.attrs["version"] = VERSION
+    h5.attrs["protoseg_version"] = __version__
+    for key, value in attrs.items():
+        if key in ("format", "version"):
+            continue
+        if isinstance(value, (dict, list, tuple)) and key != "size":
+            h5.attrs[key] = json.dumps(value, sort_keys=isinstance(value, dict))
+        elif key == "size":
+            h5.attrs[key] = np.asarray(value, dtype=np.int64)
+        elif value is None:
+            h5.attrs[key] = "null"
+        else:
+            h5.attrs[key] = value
+
+
+def write_images(
+    path: str | Path,
+    adc: np.ndarray,
+    label: np.ndarray | None,
+    event_id: np.ndarray | Sequence[int],
+    split: np.ndarray | Sequence[int | str],
+    attrs: dict[str, Any] | None = None,
+) -> Path:
+    """Write a complete image file from arrays (atomically). ``split``: codes 0/1/2 or names.
+
+    ``attrs`` may set ``class_names`` (default: those of ``label_scheme``, default beam3),
+    ``pooling``, ``label_scheme``, ``source``, ``selection``... ``size`` is taken from ``adc``.
+    """
+    import h5py
+
+    adc = np.asarray(adc, dtype=np.float32)
+    if adc.ndim != 3:
+        raise InputError(f"adc must be [N, H, W], got shape {adc.shape}", path)
+    n_images, height, width = adc.shape
+    split_codes = np.array([SPLIT_CODES[s] if isinstance(s, str) else int(s) for s in np.asarray(split).tolist()], dtype=np.uint8)
+    event_id = np.asarray(event_id, dtype=np.int64)
+    if len(split_codes) != n_images or len(event_id) != n_images:
+        raise InputError("adc, event_id and split must have the same length", path)
+    if split_codes.size and split_codes.max() > 2:
+        raise InputError("split codes must be 0 (train), 1 (validation) or 2 (test)", path)
+    attrs = dict(attrs or {})
+    scheme = attrs.setdefault("label_scheme", "beam3")
+    attrs.setdefault("class_names", LABEL_SCHEMES.get(scheme, LABEL_SCHEMES["beam3"]))
+    attrs.setdefault("pooling", "max")
+    attrs.setdefault("source", "")
+    attrs["size"] = [height, width]
+    if label is not None:
+        label = np.asarray(label, dtype=np.uint8)
+        if label.shape != adc.shape:
+            raise InputError(f"label shape {label.shape} differs from adc shape {adc.shape}", path)
+        if label.size and int(label.max()) >= len(attrs["class_names"]):
+            raise InputError(f"label value {int(label.max())} but only {len(attrs['class_names'])} classes", path)
+    with atomic_output(path) as tmp:
+        with h5py.File(tmp, "w") as h5:
+            _write_attrs(h5, attrs)
+            adc_ds, label_ds = _create_image_datasets(h5, n_images, height, width, with_labels=label is not None)
+            adc_ds[...] = adc
+            if label_ds is not None:
+                label_ds[...] = label
+            h5.create_dataset("event_id", data=event_id)
+            h5.create_dataset("split", data=split_codes)
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+# ----------------------------------------------------------------------------------------------
+def _attr_value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class ImageFile:
+    """An open image file: ``adc`` / ``label`` are h5py datasets [N, H, W] (``label`` None without truth).
+
+    ``split`` (uint8 codes 0 train, 1 validation, 2 test) and ``event_id`` are numpy arrays;
+    ``class_names`` is a list; ``attrs`` a dict with JSON attributes decoded.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._h5 = open_h5_checked(self.path, FORMAT, (VERSION,))
+        try:
+            self._load()
+        except InputError:
+            self._h5.close()
+            raise
+        except (KeyError, OSError, ValueError, TypeError) as exc:
+            self._h5.close()
+            raise InputError(f"image file is incomplete or corrupt ({exc.__class__.__name__}: {exc})", self.path) from None
+
+    def _load(self) -> None:
+        h5 = self._h5
+        for name in ("adc", "event_id", "split"):
+            if name not in h5:
+                raise InputError(f"image file has no /{name} dataset", self.path)
+        self.adc = h5["adc"]
+        if self.adc.ndim != 3:
+            raise InputError(f"/adc must be [N, H, W], found shape {self.adc.shape}", self.path)
+        self.label = h5["label"] if "label" in h5 else None
+        if self.label is not None and self.label.shape != self.adc.shape:
+            raise InputError(f"/label shape {self.label.shape} differs from /adc {self.adc.shape}", self.path)
+        self.split = np.asarray(h5["split"][...], dtype=np.uint8)
+        self.event_id = np.asarray(h5["event_id"][...], dtype=np.int64)
+        n = self.adc.shape[0]
+        if len(self.split) != n or len(self.event_id) != n:
+            raise InputError(f"/split or /event_id length differs from the {n} images", self.path)
+        if n and self.split.max() > 2:
+            raise InputError("/split holds codes other than 0 (train), 1 (validation), 2 (test)", self.path)
+        self.event_index = np.asarray(h5["event_index"][...], dtype=np.int64) if "event_index" in h5 else None
+        self.attrs: dict[str, Any] = {key: _attr_value(value) for key, value in h5.attrs.items()}
+        names = self.attrs.get("class_names")
+        if not isinstance(names, list) or not names:
+            raise InputError("image file has no class_names attribute", self.path)
+        self.class_names: list[str] = [str(c) for c in names]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.adc.shape[1]), int(self.adc.shape[2])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def indices(self, split: str | int | None) -> np.ndarray:
+        """Image indices of a split ("train", "validation"/"val", "test", a code, or None for all)."""
+        if split is None:
+            return np.arange(len(self))
+        code = SPLIT_CODES.get(split) if isinstance(split, str) else int(split)
+        if code is None or code not in (0, 1, 2):
+            raise InputError(f"unknown split '{split}' (train, validation, test)", self.path)
+        return np.flatnonzero(self.split == code)
+
+    def __len__(self) -> int:
+        return int(self.adc.shape[0])
+
+    def __enter__(self) -> ImageFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self._h5.close()
+        except Exception:  # already closed
+            pass
+
+
+def open_images(path: str | Path) -> ImageFile:
+    """Open an image file (InputError when missing, truncated, or of another format/version)."""
+    try:
+        return ImageFile(path)
+    except InputError:
+        raise
+    except OSError as exc:
+        raise InputError(f"cannot read image file ({exc.__class__.__name__}: {exc})", path) from None
+
+
+# ----------------------------------------------------------------------------------------------
+# Class balance
+# ----------------------------------------------------------------------------------------------
+def class_balance(labels: Iterable[np.ndarray] | ImageFile | np.ndarray, num_classes: int, block: int = 64) -> dict[str, Any]:
+    """Pixel statistics of label images, as the 2018 study computed its class weights.
+
+    Returns a dict with ``pixel_counts`` and ``pixel_fractions`` (pooled over all images),
+    ``median_weights`` (per class, the median over images that contain the class of
+    background pixels / class pixels; background is 1 by construction), ``mean_weights``, the
+    ``ratio`` of pooled counts to the rarest present class (the "1 : x : y" of 2018),
+    ``images_with_class``, ``absent`` (classes in no image; their weights are set to 1.0, they never
+    enter a loss) and ``n_images``.
+    """
+    if num_classes < 1:
+        raise ValueError("num_classes must be >= 1")
+    per_image: list[np.ndarray] = []
+
+    def add(batch: np.ndarray) -> None:
+        batch = np.asarray(batch)
+        if batch.ndim == 2:
+            batch = batch[None]
+        if batch.size and int(batch.max()) >= num_classes:
+            raise InputError(f"label value {int(batch.max())} is not below num_classes={num_classes}")
+        flat = batch.reshape(batch.shape[0], -1).astype(np.int64)
+        offsets = (np.arange(batch.shape[0]) * num_classes)[:, None]
+        counts = np.bincount((flat + offsets).ravel(), minlength=batch.shape[0] * num_classes)
+        per_image.append(counts.reshape(batch.shape[0], num_classes))
+
+    if isinstance(labels, ImageFile):
+        if labels.label is None:
+            raise InputError("image file has no labels", labels.path)
+        for start in range(0, len(labels), block):
+            add(labels.label[start : start + block])
+    elif isinstance(labels, np.ndarray):
+        for start in range(0, len(labels) if labels.ndim == 3 else 1, block):
+            add(labels[start : start + block] if labels.ndim == 3 else labels)
+    else:
+        for image in labels:
+            add(image)
+    counts = np.concatenate(per_image) if per_image else np.zeros((0, num_classes), dtype=np.int64)
+    pooled = counts.sum(axis=0)
+    total = int(pooled.sum())
+    median_weights, mean_weights = [], []
+    for c in range(num_classes):
+        present = counts[:, c] > 0
+        if not present.any():
+            median_weights.append(1.0)
+            mean_weights.append(1.0)
+            continue
+        ratios = counts[present, 0] / counts[present, c]
+        median_weights.append(float(np.median(ratios)))
+        mean_weights.append(float(np.mean(ratios)))
+    nonzero = pooled[pooled > 0]
+    rarest = int(nonzero.min()) if len(nonzero) else 1
+    return {
+        "n_images": int(counts.shape[0]),
+        "num_classes": int(num_classes),
+        "pixel_counts": [int(x) for x in pooled],
+        "pixel_fractions": [float(x) / total if total else 0.0 for x in pooled],
+        "median_weights": median_weights,
+        "mean_weights": mean_weights,
+        "ratio": [float(x) / rarest for x in pooled],
+        "images_with_class": [int(x) for x in (counts > 0).sum(axis=0)],
+        "absent": [c for c in range(num_classes) if pooled[c] == 0],
+    }
+
+
+def format_class_balance(balance: dict[str, Any], class_names: Sequence[str]) -> str:
+    """A table of the class balance and the 2018-style "1 : x : y" line."""
+    lines = [f"{balance['n_images']} images"]
+    width = max(len(n) for n in class_names)
+    lines.append(f"{'class':<{width}}  {'pixels':>12}  {'fraction':>9}  {'median bg/class':>15}  {'images':>6}")
+    for c, name in enumerate(class_names):
+        weight = "absent" if c in balance["absent"] else f"{balance['median_weights'][c]:.2f}"
+        lines.append(
+            f"{name:<{width}}  {balance['pixel_counts'][c]:>12d}  {balance['pixel_fractions'][c]:>9.5f}  "
+            f"{weight:>15}  {balance['images_with_class'][c]:>6d}"
+        )
+    order = [c for c in np.argsort(balance["pixel_counts"]) if balance["pixel_counts"][c] > 0]
+    if order:
+        ratio = " : ".join(f"{balance['ratio'][c]:.1f}" if balance["ratio"][c] != 1 else "1" for c in order)
+        lines.append(f"pixels {' : '.join(class_names[c] for c in order)} = {ratio}")
+    return "\n".join(lines)
