@@ -1,0 +1,110 @@
+"""Model registry: every network protoseg can build, by name, with the options that rebuild it.
+
+A model's ``.config`` is a JSON-serialisable dict holding its name and every option, so
+``build_model(**model.config)`` (or ``build_model(config["name"], **rest)``) rebuilds it exactly;
+run folders and exported model cards store that dict.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from protoseg.errors import InputError
+
+__all__ = ["ModelSpec", "build_model", "list_models", "model_spec"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered architecture: fixed options that define it, defaults for the rest."""
+
+    name: str
+    description: str
+    fixed: dict[str, Any] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
+    required: tuple[str, ...] = ()
+
+
+_TIRAMISU_DEFAULTS = {"up_blocks": None, "first_filters": 48, "dropout": 0.2, "variant": "jegou2017"}
+
+_REGISTRY: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec("fcdensenet56", "FC-DenseNet56 (Jégou et al. 2017): 4 layers per block, growth 12",
+                  fixed={"down_blocks": (4, 4, 4, 4, 4), "bottleneck_layers": 4, "up_blocks": (4, 4, 4, 4, 4),
+                         "growth_rate": 12},
+                  defaults={"first_filters": 48, "dropout": 0.2, "variant": "jegou2017"}),
+        ModelSpec("fcdensenet67", "FC-DenseNet67 (Jégou et al. 2017): 5 layers per block, growth 16",
+                  fixed={"down_blocks": (5, 5, 5, 5, 5), "bottleneck_layers": 5, "up_blocks": (5, 5, 5, 5, 5),
+                         "growth_rate": 16},
+                  defaults={"first_filters": 48, "dropout": 0.2, "variant": "jegou2017"}),
+        ModelSpec("fcdensenet103", "FC-DenseNet103 (Jégou et al. 2017): 4,5,7,10,12 | 15 | 12,10,7,5,4, growth 16",
+                  fixed={"down_blocks": (4, 5, 7, 10, 12), "bottleneck_layers": 15, "up_blocks": (12, 10, 7, 5, 4),
+                         "growth_rate": 16},
+                  defaults={"first_filters": 48, "dropout": 0.2, "variant": "jegou2017"}),
+        ModelSpec("fcdensenet", "general FC-DenseNet: give down_blocks and bottleneck_layers",
+                  defaults={**_TIRAMISU_DEFAULTS, "growth_rate": 16}, required=("down_blocks", "bottleneck_layers")),
+    ]
+}
+
+
+def list_models() -> list[str]:
+    """Names accepted by ``build_model``, sorted."""
+    return sorted(_REGISTRY)
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The registered spec of ``name``; InputError naming the known models otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise InputError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
+
+
+def _normalise(value: Any) -> Any:
+    return [int(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def build_model(name: str, in_channels: int = 1, num_classes: int = 3, memory_efficient: bool = False,
+                **options: Any) -> nn.Module:
+    """Build a registered model.
+
+    Args:
+        name: one of ``list_models()``: "fcdensenet56", "fcdensenet67", "fcdensenet103", or the
+            general "fcdensenet".
+        in_channels: input planes (1 for an ADC image). num_classes: output classes (3 for beam3).
+        memory_efficient: train with the shared-buffer path that recomputes BN → ReLU in backward
+            (same outputs and gradients, a fraction of the memory; also the fastest CPU training path).
+        options: FC-DenseNet options: down_blocks (layers per down block), bottleneck_layers,
+            up_blocks (default reversed down_blocks), growth_rate (maps per layer, default 16),
+            first_filters (default 48), dropout (default 0.2), variant ("jegou2017" default, or
+            "protodune2018"). The named models fix down_blocks, bottleneck_layers, up_blocks and
+            growth_rate; passing them again is accepted only with the same values.
+
+    Returns the model; ``model.config`` holds ``name`` and every option (JSON-serialisable).
+    """
+    from protoseg.models.tiramisu import FCDenseNet
+
+    spec = model_spec(name)
+    unknown = set(options) - set(spec.fixed) - set(spec.defaults) - set(spec.required)
+    if unknown:
+        raise InputError(f"model {name!r} has no option(s) {', '.join(sorted(unknown))}; "
+                         f"options: {', '.join(sorted({*spec.fixed, *spec.defaults, *spec.required}))}")
+    missing = [key for key in spec.required if key not in options]
+    if missing:
+        raise InputError(f"model {name!r} needs option(s) {', '.join(missing)}")
+    for key, value in spec.fixed.items():
+        if key in options and _normalise(options[key]) != _normalise(value):
+            raise InputError(f"model {name!r} fixes {key}={list(value) if isinstance(value, tuple) else value}; "
+                             f"got {options[key]!r} (use the general 'fcdensenet' for other shapes)")
+    resolved = {**spec.defaults, **spec.fixed, **options}
+    if resolved.get("up_blocks") is None:
+        resolved["up_blocks"] = tuple(reversed(tuple(resolved["down_blocks"])))
+    resolved = {key: _normalise(value) for key, value in resolved.items()}
+    model = FCDenseNet(in_channels=in_channels, num_classes=num_classes, memory_efficient=memory_efficient,
+                       **{key: tuple(v) if isinstance(v, list) else v for key, v in resolved.items()})
+    model.config = {"name": name, "in_channels": int(in_channels), "num_classes": int(num_classes),
+                    "memory_efficient": bool(memory_efficient), **resolved}
+    return model

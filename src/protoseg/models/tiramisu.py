@@ -1,0 +1,458 @@
+"""FC-DenseNet ("The One Hundred Layers Tiramisu", Jégou et al. 2017) for event segmentation.
+
+Architecture (variant ``"jegou2017"``, the paper): a first 3×3 conv with ``first_filters`` filters;
+down path of dense blocks, each followed by a transition down (BN → ReLU → 1×1 conv → dropout →
+2×2 max pool); a bottleneck dense block; up path of transition ups (3×3 transposed conv, stride 2)
+whose output is concatenated with the skip connection and fed to a dense block; a 1×1 classifier.
+A dense layer is BN → ReLU → 3×3 conv (``growth_rate`` filters) → dropout. Only the new feature
+maps of a block go up the decoder (the last block's full output feeds the classifier).
+
+Variant ``"protodune2018"`` (the 2018 ProtoDUNE study, Keras): layer order ReLU → BN → conv, and
+the transition down is ReLU → BN → 1×1 conv with stride 2 → dropout (no max pool).
+
+The model takes any H, W: the input is zero-padded at the bottom/right to a multiple of
+2**len(down_blocks) and the logits are cropped back, so the output is [N, num_classes, H, W].
+
+Three execution paths share one set of modules (and so one state_dict):
+
+* plain: torchvision-style autograd, a growing ``torch.cat`` per layer. Used for training when
+  ``memory_efficient=False``, and whenever the model is scripted, traced, compiled or exported.
+* buffered inference (no gradient needed): each dense block preallocates one channels-last buffer
+  [N, C_total, H, W]; layers read the channel prefix and write their new maps into their slice, so
+  there is no per-layer concatenation copy; BN → ReLU is one in-place pass into a reused workspace.
+* memory-efficient training (``memory_efficient=True``): the same shared buffer, with a hand-written
+  backward that recomputes each layer's BN → ReLU output instead of storing it (the idea of
+  torchvision's ``memory_efficient`` DenseNet and of Pleiss et al. 2017, "Memory-Efficient
+  Implementation of DenseNets"). The batch statistics of a channel are the same for every layer that
+  reads it, so they are computed once, when the channel is written. Outputs and gradients equal
+  the plain path's (tests/test_models.py).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from protoseg.errors import InputError
+
+__all__ = ["FCDenseNet", "VARIANTS"]
+
+VARIANTS = ("jegou2017", "protodune2018")
+
+
+def _export_or_compile() -> bool:
+    """True while TorchScript, the tracer, torch.compile/export or the ONNX exporter is running."""
+    if torch.jit.is_scripting() or torch.jit.is_tracing():
+        return True
+    return bool(torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+                or getattr(torch.compiler, "is_exporting", lambda: False)())
+
+
+class _DenseLayer(nn.Module):
+    """Pre-activation dense layer: BN → ReLU → 3×3 conv → dropout (ReLU → BN first for 2018)."""
+
+    def __init__(self, in_channels: int, growth_rate: int, dropout: float, relu_first: bool) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(in_channels)
+        self.conv = nn.Conv2d(in_channels, growth_rate, kernel_size=3, padding=1, bias=True)
+        self.dropout = dropout
+        self.relu_first = relu_first
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.relu_first:
+            x = self.norm(F.relu(x))
+        else:
+            x = F.relu(self.norm(x))
+        return F.dropout(self.conv(x), self.dropout, self.training)
+
+
+class _DenseBlock(nn.Module):
+    """``n_layers`` dense layers; returns the input and all new maps concatenated (plain path)."""
+
+    def __init__(self, in_channels: int, growth_rate: int, n_layers: int, dropout: float,
+                 relu_first: bool) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.growth_rate = growth_rate
+        self.layers = nn.ModuleList(
+            _DenseLayer(in_channels + i * growth_rate, growth_rate, dropout, relu_first) for i in range(n_layers))
+
+    @property
+    def out_channels(self) -> int:
+        return self.in_channels + self.growth_rate * len(self.layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [x]
+        for layer in self.layers:
+            features.append(layer(torch.cat(features, 1)))
+        return torch.cat(features, 1)
+
+
+class _TransitionDown(nn.Module):
+    """BN → ReLU → 1×1 conv → dropout → 2×2 max pool (2018: ReLU → BN → 1×1 conv stride 2 → dropout)."""
+
+    def __init__(self, channels: int, dropout: float, variant: str) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels)
+        self.strided = variant == "protodune2018"
+        self.conv = nn.Conv2d(channels, channels, kernel_size=1, stride=2 if self.strided else 1, bias=True)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.strided:
+            x = self.conv(self.norm(F.relu(x)))
+            return F.dropout(x, self.dropout, self.training)
+        x = F.dropout(self.conv(F.relu(self.norm(x))), self.dropout, self.training)
+        return F.max_pool2d(x, 2)
+
+
+class FCDenseNet(nn.Module):
+    """FC-DenseNet; see the module docstring. Build it with ``protoseg.models.build_model``.
+
+    Args: in_channels (image planes), num_classes, down_blocks (layers per down block),
+    bottleneck_layers, up_blocks (layers per up block; default reversed down_blocks), growth_rate
+    (maps per layer), first_filters (first conv), dropout (probability), variant (see VARIANTS),
+    memory_efficient (training path, see module docstring).
+    Input [N, in_channels, H, W] float, any H and W; output logits [N, num_classes, H, W].
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 3, down_blocks: Sequence[int] = (4, 5, 7, 10, 12),
+                 bottleneck_layers: int = 15, up_blocks: Sequence[int] | None = None, growth_rate: int = 16,
+                 first_filters: int = 48, dropout: float = 0.2, variant: str = "jegou2017",
+                 memory_efficient: bool = False) -> None:
+        super().__init__()
+        up_blocks = tuple(reversed(tuple(down_blocks))) if up_blocks is None else tuple(up_blocks)
+        down_blocks = tuple(down_blocks)
+        if variant not in VARIANTS:
+            raise InputError(f"unknown FC-DenseNet variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        if len(down_blocks) == 0 or len(up_blocks) != len(down_blocks):
+            raise InputError(f"up_blocks {up_blocks} must have as many entries as down_blocks {down_blocks} (at least one)")
+        for value, what in [(in_channels, "in_channels"), (num_classes, "num_classes"), (growth_rate, "growth_rate"),
+                            (first_filters, "first_filters"), (bottleneck_layers, "bottleneck_layers"),
+                            *[(n, "a block size") for n in down_blocks + up_blocks]]:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"{what} must be a positive integer, got {value!r}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise InputError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.memory_efficient = bool(memory_efficient)
+        self.pad_multiple = 2 ** len(down_blocks)
+        relu_first = variant == "protodune2018"
+
+        self.first_conv = nn.Conv2d(in_channels, first_filters, kernel_size=3, padding=1, bias=True)
+        channels = first_filters
+        skip_channels = []
+        self.down_blocks = nn.ModuleList()
+        self.transitions_down = nn.ModuleList()
+        for n in down_blocks:
+            block = _DenseBlock(channels, growth_rate, n, dropout, relu_first)
+            channels = block.out_channels
+            skip_channels.append(channels)
+            self.down_blocks.append(block)
+            self.transitions_down.append(_TransitionDown(channels, dropout, variant))
+        self.bottleneck = _DenseBlock(channels, growth_rate, bottleneck_layers, dropout, relu_first)
+        new_channels = growth_rate * bottleneck_layers
+        self.transitions_up = nn.ModuleList()
+        self.up_blocks = nn.ModuleList()
+        for n, skip in zip(up_blocks, reversed(skip_channels)):
+            # padding=1, output_padding=1: exactly doubles the size, so no crop is needed.
+            self.transitions_up.append(nn.ConvTranspose2d(new_channels, new_channels, kernel_size=3, stride=2,
+                                                          padding=1, output_padding=1, bias=True))
+            block = _DenseBlock(new_channels + skip, growth_rate, n, dropout, relu_first)
+            self.up_blocks.append(block)
+            new_channels = growth_rate * n
+        self.classifier = nn.Conv2d(self.up_blocks[-1].out_channels, num_classes, kernel_size=1, bias=True)
+
+        self.config: dict[str, Any] = {}  # filled in by protoseg.models.build_model
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.kaiming_uniform_(module.weight, nonlinearity="relu")  # he_uniform, as both papers
+                nn.init.zeros_(module.bias)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (torch.jit.is_scripting() or torch.jit.is_tracing()):
+            self._check_input(x)
+        if _export_or_compile():
+            return self._forward_plain(x)
+        if self.training and self.memory_efficient:
+            return self._forward_buffered(x)
+        if not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))):
+            return self._forward_buffered(x)
+        return self._forward_plain(x)
+
+    @torch.jit.unused
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise InputError(f"{type(self).__name__} expects input [N, {self.in_channels}, H, W] "
+                             f"(in_channels={self.in_channels}), got shape {list(x.shape)}")
+        if not x.is_floating_point():
+            raise InputError(f"{type(self).__name__} expects a floating-point input, got {x.dtype}")
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        # Pad by the largest amount ever needed, then slice to the next multiple: constant pad widths
+        # and a slice whose end follows the input size trace and export with dynamic H and W.
+        m = self.pad_multiple
+        h, w = x.shape[2], x.shape[3]
+        x = F.pad(x, [0, m - 1, 0, m - 1])
+        return x[:, :, : (h + m - 1) // m * m, : (w + m - 1) // m * m]
+
+    def _forward_plain(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[2], x.shape[3]
+        # channels-last: oneDNN's 3×3 convolutions run ~3× faster on this layout than on NCHW. (A
+        # 1-plane input is both layouts at once, so the first conv's output is converted explicitly.)
+        out = self.first_conv(self._pad(x)).contiguous(memory_format=torch.channels_last)
+        skips: list[torch.Tensor] = []
+        for block, down in zip(self.down_blocks, self.transitions_down):
+            out = block(out)
+            skips.append(out)
+            out = down(out)
+        out = self.bottleneck(out)[:, self.bottleneck.in_channels:]
+        n_up = len(self.up_blocks)
+        for i, (up, block) in enumerate(zip(self.transitions_up, self.up_blocks)):
+            out = block(torch.cat([up(out), skips[n_up - 1 - i]], 1))
+            if i < n_up - 1:
+                out = out[:, block.in_channels:]
+        return self.classifier(out)[:, :, :h, :w].contiguous()
+
+    @torch.jit.unused
+    def _forward_buffered(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[2], x.shape[3]
+        m = self.pad_multiple
+        x = F.pad(x, [0, -w % m, 0, -h % m]).contiguous(memory_format=torch.channels_last)
+        workspace = _Workspace()
+        out = self.first_conv(x)
+        skips = []
+        for block, down in zip(self.down_blocks, self.transitions_down):
+            out = _run_block(block, [out], workspace)
+            skips.append(out)
+            out = down(out)
+        out = _run_block(self.bottleneck, [out], workspace)[:, self.bottleneck.in_channels:]
+        n_up = len(self.up_blocks)
+        for i, (up, block) in enumerate(zip(self.transitions_up, self.up_blocks)):
+            out = _run_block(block, [up(out), skips[n_up - 1 - i]], workspace)
+            if i < n_up - 1:
+                out = out[:, block.in_channels:]
+        return self.classifier(out)[:, :, :h, :w].contiguous()
+
+
+# ---------------------------------------------------------------------- shared-buffer dense block
+class _Workspace:
+    """One reusable flat float buffer for BN → ReLU outputs (fresh multi-MB allocations page-fault)."""
+
+    def __init__(self) -> None:
+        self.storage: torch.Tensor | None = None
+
+    def nhwc(self, like: torch.Tensor, channels: int) -> torch.Tensor:
+        n, _, h, w = like.shape
+        size = n * h * w * channels
+        if self.storage is None or self.storage.numel() < size or self.storage.dtype != like.dtype:
+            self.storage = torch.empty(size, dtype=like.dtype, device=like.device)
+        return self.storage[:size].view(n, h, w, channels).permute(0, 3, 1, 2)
+
+
+def _run_block(block: _DenseBlock, inputs: list[torch.Tensor], workspace: _Workspace) -> torch.Tensor:
+    """Run ``block`` on the channel concatenation of ``inputs`` with one preallocated buffer."""
+    params = [p for layer in block.layers for p in (layer.norm.weight, layer.norm.bias, layer.conv.weight, layer.conv.bias)]
+    if block.training:
+        return _DenseBlockFunction.apply(block, workspace, len(inputs), *inputs, *params)
+    with torch.no_grad():
+        buffer = _allocate(block, inputs)
+        layer_scales = []
+        for layer in block.layers:
+            bn = layer.norm
+            scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+            layer_scales.append((scale, bn.bias - bn.running_mean * scale))
+        _forward_layers(block, buffer, layer_scales, workspace, masks=None)
+    return buffer
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """[N, C, H, W] → [N·H·W, C] (a view when channels-last): per-channel reductions run fastest so."""
+    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def _allocate(block: _DenseBlock, inputs: list[torch.Tensor]) -> torch.Tensor:
+    first = inputs[0]
+    n, _, h, w = first.shape
+    buffer = torch.empty((n, block.out_channels, h, w), dtype=first.dtype, device=first.device,
+                         memory_format=torch.channels_last)
+    start = 0
+    for tensor in inputs:
+        buffer[:, start:start + tensor.shape[1]].copy_(tensor)
+        start += tensor.shape[1]
+    return buffer
+
+
+def _preactivation(layer: _DenseLayer, a: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
+                   out: torch.Tensor) -> torch.Tensor:
+    """BN (as per-channel scale/shift) and ReLU of the prefix ``a``, written into ``out``."""
+    scale, shift = scale.view(1, -1, 1, 1), shift.view(1, -1, 1, 1)
+    if layer.relu_first:
+        torch.clamp_min(a, 0, out=out)
+        return torch.addcmul(shift, out, scale, out=out)
+    return torch.addcmul(shift, a, scale, out=out).relu_()
+
+
+def _forward_layers(block: _DenseBlock, buffer: torch.Tensor, layer_scales, workspace: _Workspace,
+                    masks: list[torch.Tensor] | None, on_new_channels=None) -> None:
+    channels = block.in_channels
+    growth = block.growth_rate
+    for layer, (scale, shift) in zip(block.layers, layer_scales):
+        if callable(scale):  # training: scale/shift depend on statistics of channels written so far
+            scale, shift = scale(channels), shift(channels)
+        h = _preactivation(layer, buffer[:, :channels], scale, shift, workspace.nhwc(buffer, channels))
+        y = F.conv2d(h, layer.conv.weight, layer.conv.bias, padding=1)
+        if masks is not None and layer.dropout > 0:
+            # Same random draws and arithmetic as F.dropout on CPU (empty_like(y).bernoulli_(1-p) / (1-p)).
+            noise = torch.empty_like(y).bernoulli_(1 - layer.dropout)
+            masks.append(noise != 0)
+            y = y * noise.div_(1 - layer.dropout)
+        buffer[:, channels:channels + growth].copy_(y)
+        if on_new_channels is not None:
+            on_new_channels(channels, y)  # y is contiguous: reductions over it are fast
+        channels += growth
+
+
+class _DenseBlockFunction(torch.autograd.Function):
+    """Training-mode dense block on one shared buffer; backward recomputes BN → ReLU (see module doc).
+
+    BN in training mode normalises each channel with its batch mean and variance. Those depend only
+    on the channel's data, so they are computed once per channel, and each layer's BN is a per-channel
+    scale/shift of them. The BN backward of a layer is scale·g plus terms affine in the channel's
+    values with per-channel coefficients; those coefficients are summed over layers and applied once.
+    """
+
+    @staticmethod
+    def forward(ctx, block: _DenseBlock, workspace: _Workspace, n_inputs: int, *tensors: torch.Tensor) -> torch.Tensor:
+        inputs = list(tensors[:n_inputs])
+        buffer = _allocate(block, inputs)
+        total = block.out_channels
+        mean = buffer.new_empty(total)
+        invstd = buffer.new_empty(total)
+        count = buffer.shape[0] * buffer.shape[2] * buffer.shape[3]
+        relu_first = block.layers[0].relu_first if len(block.layers) else False
+
+        def record(start: int, values: torch.Tensor) -> None:
+            bn_input = values.clamp_min(0) if relu_first else values
+            var, mu = torch.var_mean(_rows(bn_input), dim=0, unbiased=False)
+            mean[start:start + values.shape[1]] = mu
+            invstd[start:start + values.shape[1]] = torch.rsqrt(var + block.layers[0].norm.eps)
+
+        record(0, buffer[:, :block.in_channels])
+        layer_scales = []
+        for layer in block.layers:
+            bn = layer.norm
+
+            def scale_of(c: int, bn=bn) -> torch.Tensor:
+                return bn.weight * invstd[:c]
+
+            def shift_of(c: int, bn=bn) -> torch.Tensor:
+                return bn.bias - mean[:c] * bn.weight * invstd[:c]
+
+            layer_scales.append((scale_of, shift_of))
+        masks: list[torch.Tensor] = []
+        _forward_layers(block, buffer, layer_scales, workspace, masks, on_new_channels=record)
+
+        # Running statistics, as nn.BatchNorm2d updates them (unbiased variance).
+        with torch.no_grad():
+            var_unbiased = invstd.pow(-2).sub_(block.layers[0].norm.eps if len(block.layers) else 0) * (count / max(count - 1, 1))
+            c = block.in_channels
+            for layer in block.layers:
+                bn = layer.norm
+                if bn.track_running_stats and bn.running_mean is not None:
+                    bn.num_batches_tracked.add_(1)
+                    momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+                    bn.running_mean.mul_(1 - momentum).add_(mean[:c], alpha=momentum)
+                    bn.running_var.mul_(1 - momentum).add_(var_unbiased[:c], alpha=momentum)
+                c += block.growth_rate
+
+        ctx.block, ctx.workspace, ctx.n_inputs = block, workspace, n_inputs
+        ctx.input_channels = [t.shape[1] for t in inputs]
+        ctx.masks = masks
+        ctx.save_for_backward(buffer, mean, invstd)
+        return buffer
+
+    @staticmethod
+    def backward(ctx, grad_buffer: torch.Tensor):
+        block: _DenseBlock = ctx.block
+        buffer, mean, invstd = ctx.saved_tensors
+        growth = block.growth_rate
+        total = block.out_channels
+        count = buffer.shape[0] * buffer.shape[2] * buffer.shape[3]
+        relu_first = block.layers[0].relu_first if len(block.layers) else False
+        grad = grad_buffer.contiguous(memory_format=torch.channels_last).clone(memory_format=torch.channels_last)
+        # Deferred per-channel BN-backward terms: grad_bn_input += coef_const + coef_linear * bn_input.
+        coef_const = buffer.new_zeros(total)
+        coef_linear = buffer.new_zeros(total)
+
+        def finalize(start: int, stop: int) -> None:
+            values = buffer[:, start:stop]
+            bn_input = values.clamp_min(0) if relu_first else values
+            extra = torch.addcmul(coef_const[start:stop].view(1, -1, 1, 1), bn_input,
+                                  coef_linear[start:stop].view(1, -1, 1, 1))
+            if relu_first:
+                extra.mul_(values > 0)
+            grad[:, start:stop].add_(extra)
+
+        param_grads: list[torch.Tensor | None] = []
+        masks = list(ctx.masks)
+        channels = total
+        for layer in reversed(block.layers):
+            channels -= growth
+            bn, conv = layer.norm, layer.conv
+            finalize(channels, channels + growth)
+            grad_y = grad[:, channels:channels + growth]
+            if layer.dropout > 0:
+                noise = masks.pop().to(grad_y.dtype).div_(1 - layer.dropout)
+                grad_y = grad_y * noise
+            grad_y = grad_y.contiguous(memory_format=torch.channels_last)
+            scale = bn.weight * invstd[:channels]
+            shift = bn.bias - mean[:channels] * scale
+            a = buffer[:, :channels]
+            h = _preactivation(layer, a, scale, shift, ctx.workspace.nhwc(buffer, channels))
+            grad_h, grad_w, grad_b = torch.ops.aten.convolution_backward(
+                grad_y, h, conv.weight, [growth], [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, True, True])
+            if relu_first:
+                bn_input = torch.clamp_min(a, 0, out=h)  # h is no longer needed
+                grad_z = grad_h
+            else:
+                bn_input = a
+                grad_z = torch.ops.aten.threshold_backward.grad_input(grad_h, h, 0, grad_input=grad_h)
+            sum_gz = _rows(grad_z).sum(dim=0)
+            sum_gz_x = _rows(torch.mul(grad_z, bn_input, out=h)).sum(dim=0)  # h's memory is free now
+            mu, istd = mean[:channels], invstd[:channels]
+            grad_gamma = istd * (sum_gz_x - mu * sum_gz)
+            grad_beta = sum_gz
+            # d(bn_input) = scale·gz − scale/M·(Σgz) − scale·istd/M·grad_gamma·(bn_input − mu)
+            k = scale * istd * grad_gamma / count
+            coef_linear[:channels] -= k
+            coef_const[:channels] += k * mu - scale * sum_gz / count
+            if relu_first:
+                grad[:, :channels].add_(grad_z.mul_(scale.view(1, -1, 1, 1)).mul_(a > 0))
+            else:
+                grad[:, :channels].addcmul_(grad_z, scale.view(1, -1, 1, 1))
+            param_grads.append((grad_gamma, grad_beta, grad_w, grad_b))
+        finalize(0, block.in_channels)
+
+        flat: list[torch.Tensor | None] = []
+        for grads in reversed(param_grads):
+            flat.extend(grads)
+        input_grads = []
+        start = 0
+        for c in ctx.input_channels:
+            input_grads.append(grad[:, start:start + c])
+            start += c
+        return (None, None, None, *input_grads, *flat)
+
+
+def count_parameters(model: nn.Module, include_bn_statistics: bool = False) -> int:
+    """Trainable parameters; with ``include_bn_statistics`` also BN running means and variances."""
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if include_bn_statistics:
+        n += sum(b.numel() for name, b in model.named_buffers() if name.endswith(("running_mean", "running_var")))
+    return n
