@@ -41,7 +41,8 @@ __all__ = [
 
 _PEDESTAL_STRIDE = 8  # ticks: the pedestal and noise estimates use every 8th sample (750 per channel)
 _CNR_SIGNAL_CUT_SIGMA = 4.0
-_CNR_PROTECT_TICKS = 20
+_CNR_BLOCK_TICKS = 8
+_CNR_PROTECT_BLOCKS = 3
 
 
 @dataclass(frozen=True)
@@ -99,28 +100,38 @@ class SignalProcessor:
         scale = config.integral_adc_tick_per_ke
         self.filter = (scale * gauss * inverse).astype(np.complex64)
 
+    def _remove_coherent_noise(self, raw: np.ndarray, sigma_raw: np.ndarray, alive: np.ndarray) -> None:
+        """Subtract, per board and tick, the mean of the board's channels without signal (in place).
+
+        Samples near a signal (the response reaches ~20 ticks before and 10 after its peak) stay
+        out of the mean, else isochronous tracks would subtract themselves: the protection works
+        on blocks of 8 ticks, a block with a sample above 4 σ_raw and 3 blocks each side.
+        """
+        n_wires, n_ticks = raw.shape
+        block = _CNR_BLOCK_TICKS if n_ticks % _CNR_BLOCK_TICKS == 0 else 1
+        n_blocks = n_ticks // block
+        signal = (raw > (_CNR_SIGNAL_CUT_SIGMA * sigma_raw)[:, None]).reshape(n_wires, n_blocks, block).any(axis=2)
+        signal = maximum_filter1d(signal, size=2 * _CNR_PROTECT_BLOCKS + 1, axis=1, mode="constant")
+        quiet = (~signal & alive[:, None]).astype(np.float32)
+        n_boards = n_wires // self.channels_per_board
+        boards = raw.reshape(n_boards, self.channels_per_board, n_blocks, block)
+        quiet_b = quiet.reshape(n_boards, self.channels_per_board, n_blocks)
+        total = np.einsum("bcnk,bcn->bnk", boards, quiet_b)
+        count = quiet_b.sum(axis=1)[:, :, None]
+        coherent = np.where(count > 0, total / np.maximum(count, 1.0), 0.0).astype(np.float32)
+        boards -= coherent[:, None, :, :]
+        raw[~alive] = 0.0
+
     def process(self, adc: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return the deconvolved frame (float32 [n_wires, n_ticks], ADC·tick per tick on the hit
         scale) and each channel's noise σ in it (0 for dead channels)."""
         n_wires, n_ticks = adc.shape
         raw = adc.astype(np.float32)
-        raw -= np.median(raw[:, ::_PEDESTAL_STRIDE], axis=1)[:, None]
+        p16, pedestal = np.percentile(raw[:, ::_PEDESTAL_STRIDE], [15.865525, 50.0], axis=1)
+        raw -= pedestal.astype(np.float32)[:, None]
         raw[~alive] = 0.0
         if self.config.coherent_noise_removal:
-            sigma_raw = _lower_half_sigma(raw[:, ::_PEDESTAL_STRIDE])
-            # Samples near a signal (its response tails reach ~20 ticks before and 10 after the
-            # peak) stay out of the board's mean, else isochronous tracks would subtract themselves.
-            signal = raw > (_CNR_SIGNAL_CUT_SIGMA * sigma_raw)[:, None]
-            signal = maximum_filter1d(signal, size=2 * _CNR_PROTECT_TICKS + 1, axis=1, mode="constant")
-            quiet = ~signal
-            quiet &= alive[:, None]
-            boards = raw.reshape(-1, self.channels_per_board, n_ticks)
-            quiet_b = quiet.reshape(boards.shape)
-            total = np.einsum("bct,bct->bt", boards, quiet_b.astype(np.float32))
-            count = quiet_b.sum(axis=1, dtype=np.float32)
-            coherent = np.where(count > 0, total / np.maximum(count, 1.0), 0.0).astype(np.float32)
-            boards -= coherent[:, None, :]
-            raw[~alive] = 0.0
+            self._remove_coherent_noise(raw, (pedestal - p16).astype(np.float32), alive)
         spectrum = scipy.fft.rfft(raw, axis=1, workers=1)
         spectrum *= self.filter[None, :]
         deconvolved = scipy.fft.irfft(spectrum, n=n_ticks, axis=1, workers=1).astype(np.float32, copy=False)
@@ -154,9 +165,11 @@ def find_hits(deconvolved: np.ndarray, sigma: np.ndarray, config: HitFindingConf
     lo = np.where(good, config.roi_extend_sigma * sigma, np.inf).astype(np.float32)[:, None]
 
     roi = np.zeros((n_wires, row), dtype=bool)
-    roi[:, 1:-1] = deconvolved > lo
-    if config.roi_pad_ticks:
-        roi[:, 1:-1] = maximum_filter1d(roi[:, 1:-1], size=2 * config.roi_pad_ticks + 1, axis=1, mode="constant")
+    above = deconvolved > lo
+    roi[:, 1:-1] = above
+    for shift in range(1, config.roi_pad_ticks + 1):  # widen by the padding, a few whole-frame ORs
+        roi[:, 1 + shift : -1] |= above[:, :-shift]
+        roi[:, 1 : -1 - shift] |= above[:, shift:]
     roi_flat = roi.ravel()
     edges = np.diff(roi_flat.view(np.int8))
     starts = np.flatnonzero(edges == 1) + 1
