@@ -175,7 +175,13 @@ class FCDenseNet(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (torch.jit.is_scripting() or torch.jit.is_tracing()):
+        if torch.jit.is_scripting():
+            return self._forward_plain(x)
+        return self._forward_eager(x)
+
+    @torch.jit.unused
+    def _forward_eager(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_tracing():
             self._check_input(x)
         if _export_or_compile():
             return self._forward_plain(x)
