@@ -5,8 +5,9 @@ to its anode gives the drift time and the arrival tick, the electron lifetime at
 longitudinal and transverse diffusion give the spread (σ in ticks and in wire pitches), an optional
 space-charge model shifts the apparent (y, z), and the wire coordinate follows z across the three
 APAs, so charge that reaches a gap between APAs (or leaves the wire coverage in y or z) is lost.
-Charge arriving outside the readout window ``[0, n_ticks)`` is lost too: that is how cosmics out
-of time with the trigger appear cut at the anode or the cathode.
+Charge arriving outside the readout window ``[0, n_ticks)`` is lost too (clouds within 72 ticks of
+it are kept, for the parts of their pulses that fall inside): that is how cosmics out of time with
+the trigger appear cut at the anode or the cathode.
 
 Coordinates follow shared/PHYSICS.md: cathode at x = 0, beam side x < 0, anodes at x = ±359.42 cm,
 y up, z along the beam; the collection-wire number measures z. Both drift volumes map onto the
@@ -22,6 +23,9 @@ import numpy as np
 from protoseg.detector import ARGON, GEOMETRY, READOUT, Geometry, Readout
 from protoseg.errors import InputError
 from protoseg.sim.truth import Deposits
+
+# Ticks beyond each end of the readout window that the readout frame also simulates (readout.py).
+FRAME_MARGIN_TICKS = 72
 
 __all__ = ["DriftConfig", "DriftedCharge", "recombination_fraction", "drift_deposits", "validate_drift_config"]
 
@@ -190,7 +194,8 @@ def drift_deposits(
     inside &= (wire_in_apa >= 0) & (wire_in_apa < readout.n_wires_per_apa)
 
     tick = readout.trigger_tick + (t_us + drift_time_us) / readout.tick_us
-    inside &= (tick >= 0.0) & (tick < readout.n_ticks)
+    # Clouds arriving up to FRAME_MARGIN_TICKS outside the window are kept: their pulses reach into it.
+    inside &= (tick >= -FRAME_MARGIN_TICKS) & (tick < readout.n_ticks + FRAME_MARGIN_TICKS)
 
     # Diffusion. Across wires, also the step's own extent: its charge is spread along the step,
     # whose direction the deposit does not carry, so a Gaussian of the uniform distribution's

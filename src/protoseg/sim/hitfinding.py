@@ -27,6 +27,7 @@ from scipy.ndimage import maximum_filter1d
 
 from protoseg.detector import READOUT, Readout
 from protoseg.errors import InputError
+from protoseg.sim.drift import FRAME_MARGIN_TICKS
 from protoseg.sim.readout import load_collection_response, response_kernel_fft
 from protoseg.sim.truth import ORIGIN_BEAM, ORIGIN_NOISE
 
@@ -90,7 +91,8 @@ class SignalProcessor:
         self.config = config
         self.channels_per_board = channels_per_board
         self.readout = readout
-        n_ticks = readout.n_ticks
+        # Zero-padded to 6144 ticks so the filter (a few ticks wide) cannot wrap one end onto the other.
+        n_ticks = self.fft_ticks = readout.n_ticks + 2 * FRAME_MARGIN_TICKS
         response = response_kernel_fft(n_ticks)  # the nominal response: what the experiment deconvolves with
         freqs_mhz = scipy.fft.rfftfreq(n_ticks, d=readout.tick_us)
         gauss = np.exp(-0.5 * (freqs_mhz / config.filter_sigma_mhz) ** 2)
@@ -132,9 +134,10 @@ class SignalProcessor:
         raw[~alive] = 0.0
         if self.config.coherent_noise_removal:
             self._remove_coherent_noise(raw, (pedestal - p16).astype(np.float32), alive)
-        spectrum = scipy.fft.rfft(raw, axis=1, workers=1)
+        spectrum = scipy.fft.rfft(raw, n=self.fft_ticks, axis=1, workers=1)
         spectrum *= self.filter[None, :]
-        deconvolved = scipy.fft.irfft(spectrum, n=n_ticks, axis=1, workers=1).astype(np.float32, copy=False)
+        deconvolved = scipy.fft.irfft(spectrum, n=self.fft_ticks, axis=1, workers=1)[:, :n_ticks]
+        deconvolved = np.ascontiguousarray(deconvolved, dtype=np.float32)
         sigma = _lower_half_sigma(deconvolved[:, ::_PEDESTAL_STRIDE])
         sigma[~alive] = 0.0
         return deconvolved, sigma

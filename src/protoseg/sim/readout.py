@@ -30,7 +30,7 @@ from scipy.special import erf
 
 from protoseg.detector import GEOMETRY, READOUT, Readout
 from protoseg.errors import InputError
-from protoseg.sim.drift import DriftedCharge
+from protoseg.sim.drift import FRAME_MARGIN_TICKS, DriftedCharge
 
 __all__ = [
     "ReadoutConfig",
@@ -44,7 +44,10 @@ __all__ = [
     "ReadoutModel",
     "validate_readout_config",
     "TICK_HALF_WINDOW",
+    "FRAME_MARGIN_TICKS",
     "irfft_noise_rms",
+    "wire_sharing",
+    "truth_rows",
 ]
 
 RESPONSE_FILE = "collection-response-adc-per-ke-0p5us.txt"
@@ -54,6 +57,10 @@ COLLECTION_PLANE = 2
 # Ticks each side of a cloud's centre that diffusion may reach: 6 ticks is 3.5 σ of the largest
 # longitudinal spread (full drift: σ_L = 0.136 cm = 1.73 ticks).
 TICK_HALF_WINDOW = 6
+# The frame is simulated on 6144 = 2^11 * 3 ticks, FRAME_MARGIN_TICKS = 72 beyond each end of the
+# 6000-tick window, so that charge arriving just outside the window still leaves its partial pulse
+# inside it (as in the experiment) and no pulse wraps around the circular FFT; the readout keeps
+# the middle 6000.
 
 # Wire-Cell's system of units (mm, ns, MeV, e+): one volt is 1e-6 of its voltage unit.
 _WIRECELL_VOLT = 1.0e-6
@@ -175,18 +182,43 @@ def response_kernel_fft(n_ticks: int, gain_scale: float = 1.0) -> np.ndarray:
     return scipy.fft.rfft(kernel)
 
 
+def wire_sharing(charge: DriftedCharge) -> np.ndarray:
+    """Fraction of each cloud on its wire's neighbours -1, 0, +1 (float32 [n, 3]): the transverse
+    Gaussian integrated over each wire's pitch; the cloud centre sits at wire_offset (0..1)."""
+    wire_edges = np.arange(-1, 3, dtype=np.float32)[None, :] - charge.wire_offset[:, None]
+    sigma_w = np.maximum(charge.sigma_wire, 1e-4)[:, None]
+    return (0.5 * np.diff(erf(wire_edges / (np.float32(np.sqrt(2.0)) * sigma_w)), axis=1)).astype(np.float32)
+
+
+def _neighbour_wire_ok(charge: DriftedCharge, readout: Readout) -> np.ndarray:
+    """[n, 3] True where the neighbour wire exists in the cloud's APA (not across a gap)."""
+    local_wire = (charge.wire % readout.n_wires_per_apa)[:, None] + np.arange(-1, 2)[None, :]
+    return (local_wire >= 0) & (local_wire < readout.n_wires_per_apa)
+
+
+def truth_rows(charge: DriftedCharge, readout: Readout = READOUT, min_fraction: float = 0.01) -> tuple[np.ndarray, ...]:
+    """Truth charge per (wire, tick, cloud): each cloud on its wire and the neighbours that get at
+    least ``min_fraction`` of it, at its nearest tick. Returns (wire, tick, cloud index, electrons)."""
+    share = wire_sharing(charge)
+    ok = _neighbour_wire_ok(charge, readout) & (share >= min_fraction)
+    cloud, neighbour = np.nonzero(ok)
+    wire = charge.wire[cloud].astype(np.int64) + neighbour - 1
+    # Clouds arriving just outside the window are credited to its first or last tick (their partial pulses).
+    tick = np.clip(np.rint(charge.tick[cloud]).astype(np.int64), 0, readout.n_ticks - 1)
+    electrons = charge.electrons[cloud].astype(np.float64) * share[cloud, neighbour]
+    return wire, tick, cloud, electrons
+
+
 def charge_frame(charge: DriftedCharge, readout: Readout = READOUT) -> np.ndarray:
     """Spread each cloud over its wire ±1 and tick ±6 by diffusion; return 1000 e⁻ per (wire, tick),
-    float32 [n_wires, n_ticks]. Sample k collects the arrival times [k - 0.5, k + 0.5). Charge
-    diffusing past an APA edge (into a gap) is lost."""
-    n_wires, n_ticks = readout.n_wires, readout.n_ticks
+    float32 [n_wires, n_ticks + 2 × FRAME_MARGIN_TICKS]: column c is tick c − FRAME_MARGIN_TICKS.
+    Sample k collects the arrival times [k - 0.5, k + 0.5). Charge diffusing past an APA edge (into
+    a gap) is lost."""
+    n_wires, n_ticks = readout.n_wires, readout.n_ticks + 2 * FRAME_MARGIN_TICKS
     if len(charge) == 0:
         return np.zeros((n_wires, n_ticks), dtype=np.float32)
     sqrt2 = np.sqrt(2.0)
-    # Wire weights: the cloud centre sits at wire_offset (0..1) across its wire; neighbours -1, 0, +1.
-    wire_edges = np.arange(-1, 3, dtype=np.float32)[None, :] - charge.wire_offset[:, None]
-    sigma_w = np.maximum(charge.sigma_wire, 1e-4)[:, None]
-    wire_weights = 0.5 * np.diff(erf(wire_edges / (sqrt2 * sigma_w)), axis=1)  # [n, 3]
+    wire_weights = wire_sharing(charge)  # [n, 3]
     # Tick weights around the nearest sample.
     centre_tick = np.rint(charge.tick).astype(np.int64)
     tick_offsets = np.arange(-TICK_HALF_WINDOW, TICK_HALF_WINDOW + 1)
@@ -198,9 +230,8 @@ def charge_frame(charge: DriftedCharge, readout: Readout = READOUT) -> np.ndarra
 
     ke = charge.electrons * np.float32(1e-3)
     weights = (ke[:, None, None] * wire_weights[:, :, None]) * tick_weights[:, None, :]  # [n, 3, 13]
-    local_wire = (charge.wire % readout.n_wires_per_apa)[:, None] + np.arange(-1, 2)[None, :]
-    wire_ok = (local_wire >= 0) & (local_wire < readout.n_wires_per_apa)
-    ticks = centre_tick[:, None] + tick_offsets[None, :]
+    wire_ok = _neighbour_wire_ok(charge, readout)
+    ticks = centre_tick[:, None] + (tick_offsets + FRAME_MARGIN_TICKS)[None, :]
     tick_ok = (ticks >= 0) & (ticks < n_ticks)
     flat = (charge.wire.astype(np.int64)[:, None, None] + np.arange(-1, 2)[None, :, None]) * n_ticks + ticks[:, None, :]
     ok = wire_ok[:, :, None] & tick_ok[:, None, :]
@@ -215,7 +246,7 @@ class ReadoutModel:
         self.config = config
         self.status = status
         self.readout = readout
-        n_ticks = readout.n_ticks
+        n_ticks = readout.n_ticks + 2 * FRAME_MARGIN_TICKS  # the simulated frame
         self.response_fft = response_kernel_fft(n_ticks, config.gain_scale).astype(np.complex64)
         self.noise_sigma = noise_sigma_per_bin_adc(config, n_ticks, readout.tick_us).astype(np.float32)
         # The coherent component has the same spectral shape, scaled to its own RMS.
@@ -231,7 +262,11 @@ class ReadoutModel:
         self.alive[list(status.dead)] = False
 
     def digitize(self, charge_ke: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """ADC waveforms, uint16 [n_wires, n_ticks], of a charge frame (1000 e⁻ per tick) plus noise."""
+        """ADC waveforms, uint16 [n_wires, n_ticks], of a charge frame from ``charge_frame`` (1000 e⁻
+        per tick, with the margins; a frame of exactly n_ticks columns is taken as without them)."""
+        margin = FRAME_MARGIN_TICKS
+        if charge_ke.shape[1] == self.readout.n_ticks:
+            charge_ke = np.pad(charge_ke, ((0, 0), (margin, margin)))
         n_wires, n_ticks = charge_ke.shape
         spectrum = scipy.fft.rfft(charge_ke, axis=1, workers=1)
         spectrum *= self.response_fft[None, :]
@@ -248,7 +283,7 @@ class ReadoutModel:
                 coherent[~self.alive] = 0
                 noise += coherent
             spectrum += noise
-        waveform = scipy.fft.irfft(spectrum, n=n_ticks, axis=1, workers=1)
+        waveform = scipy.fft.irfft(spectrum, n=n_ticks, axis=1, workers=1)[:, margin : n_ticks - margin]
         waveform[~self.alive] = 0.0
         waveform += np.float32(self.config.pedestal_adc)
         np.rint(waveform, out=waveform)

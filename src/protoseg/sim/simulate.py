@@ -34,7 +34,15 @@ from protoseg.sim.hitfinding import (
     match_truth,
     validate_hitfinding_config,
 )
-from protoseg.sim.readout import ChannelStatus, ReadoutConfig, ReadoutModel, charge_frame, choose_bad_channels, validate_readout_config
+from protoseg.sim.readout import (
+    ChannelStatus,
+    ReadoutConfig,
+    ReadoutModel,
+    charge_frame,
+    choose_bad_channels,
+    truth_rows,
+    validate_readout_config,
+)
 from protoseg.sim.truth import EventTruth
 
 __all__ = [
@@ -163,12 +171,8 @@ def _truth_charge(truth: EventTruth, charge) -> TruthCharge:
     position = np.minimum(position, max(track_ids.size - 1, 0))
     if track_ids.size == 0 or not np.array_equal(track_ids[order][position], charge.track_id):
         raise RuntimeError("a deposit refers to a track_id missing from the particle table")
-    return TruthCharge(
-        wire=charge.wire.astype(np.int64),
-        tick=np.rint(charge.tick).astype(np.int64),
-        particle_row=order[position].astype(np.int64),
-        electrons=charge.electrons.astype(np.float64),
-    )
+    wire, tick, cloud, electrons = truth_rows(charge)
+    return TruthCharge(wire=wire, tick=tick, particle_row=order[position][cloud].astype(np.int64), electrons=electrons)
 
 
 class EventSimulator:
