@@ -192,8 +192,6 @@ def _hits_of(deposits, readout_config=QUIET, seed=0, hit_config=HitFindingConfig
     adc = model.digitize(charge_frame(charge), np.random.default_rng(seed))
     processor = SignalProcessor(hit_config, readout_config.channels_per_board)
     deconvolved, sigma = processor.process(adc, model.alive)
-    if not readout_config.noise:
-        sigma = np.full_like(sigma, 1.0)  # noise-free frame: thresholds in ADC
     return charge, find_hits(deconvolved, sigma, hit_config)
 
 

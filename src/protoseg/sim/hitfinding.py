@@ -56,6 +56,9 @@ class HitFindingConfig:
     roi_extend_sigma: float = 2.0
     roi_pad_ticks: int = 3
     split_prominence_sigma: float = 3.0
+    # Lower bound on the per-channel noise σ the thresholds use (ADC of the deconvolved frame; the
+    # default noise gives ≈ 3.4): without noise, rounding alone would otherwise make hits.
+    noise_floor_adc: float = 1.0
     # Hit scale: ADC·tick per 1000 e⁻ = the collection response's area (shared/data), i.e. the
     # pulser calibration 41.65 of params.jsonnet.
     integral_adc_tick_per_ke: float = float(np.round(load_collection_response().sum(), 2))
@@ -67,7 +70,7 @@ def validate_hitfinding_config(config: HitFindingConfig) -> None:
         value = getattr(config, name)
         if not (np.isfinite(value) and value > 0):
             raise InputError(f"hits.{name} must be a positive number, got {value}")
-    for name in ("roi_extend_sigma", "split_prominence_sigma"):
+    for name in ("roi_extend_sigma", "split_prominence_sigma", "noise_floor_adc"):
         value = getattr(config, name)
         if not (np.isfinite(value) and value >= 0):
             raise InputError(f"hits.{name} must be a non-negative number, got {value}")
@@ -163,7 +166,8 @@ def find_hits(deconvolved: np.ndarray, sigma: np.ndarray, config: HitFindingConf
     frame = np.zeros((n_wires, row), dtype=np.float32)
     frame[:, 1:-1] = deconvolved
     flat = frame.ravel()
-    good = sigma > 0
+    good = sigma > 0  # dead channels have sigma 0 and no hits
+    sigma = np.where(good, np.maximum(sigma, config.noise_floor_adc), 0.0).astype(np.float32)
     hi = np.where(good, config.roi_threshold_sigma * sigma, np.inf).astype(np.float32)[:, None]
     lo = np.where(good, config.roi_extend_sigma * sigma, np.inf).astype(np.float32)[:, None]
 
