@@ -57,8 +57,10 @@ class SourceConfig:
     halo_angle_sigma_rad: float = 0.02
     halo_mu_plus_fraction: float = 0.9  # the positive beam's halo is mostly μ⁺ (model choice)
     cosmics: bool = True
-    cosmic_intensity_per_m2_s_sr: float = 70.0  # vertical intensity above 1 GeV/c (PDG cosmic-ray review)
-    cosmic_min_momentum_gev: float = 1.0
+    # I0 of I0 cos²θ: PDG's vertical intensity above 1 GeV/c, here normalising every generated muon
+    # (p above cosmic_min_momentum_gev), which gives PHYSICS.md's ≈ 10 kHz through the TPC.
+    cosmic_intensity_per_m2_s_sr: float = 70.0
+    cosmic_min_momentum_gev: float = 0.3  # at the TPC; spectrum mean 4.8 GeV (PDG: ≈ 4 GeV)
     cosmic_charge_ratio: float = 1.27  # mu+/mu- (PDG)
     cosmic_time_min_us: float = COSMIC_TIME_MIN_US
     cosmic_time_max_us: float = COSMIC_TIME_MAX_US
