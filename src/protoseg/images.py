@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -117,9 +118,12 @@ def pixel_indices(tick: np.ndarray, wire: np.ndarray, size: Sequence[int] = DEFA
     """
     height, width = check_size(size)
     tick64 = np.asarray(tick, dtype=np.float64)
-    wire64 = np.asarray(wire, dtype=np.float64)
     row = np.floor(tick64 * height / READOUT.n_ticks).astype(np.int64)
-    col = np.floor(wire64 * width / READOUT.n_wires).astype(np.int64)
+    wire = np.asarray(wire)
+    if wire.dtype.kind in "iu":  # exact integer arithmetic: the same floor as in float64
+        col = wire.astype(np.int64) * width // READOUT.n_wires
+    else:
+        col = np.floor(np.asarray(wire, dtype=np.float64) * width / READOUT.n_wires).astype(np.int64)
     # Hits are validated to lie inside the window; clipping only guards against float rounding.
     np.clip(row, 0, height - 1, out=row)
     np.clip(col, 0, width - 1, out=col)
@@ -179,31 +183,96 @@ def _spread_pieces(
     return hit, row, fraction
 
 
-def _first_winner(pix: np.ndarray, candidate: np.ndarray, n_pix: int) -> np.ndarray:
-    """For each pixel, the smallest hit index among ``candidate`` hits (len(pix) where none)."""
-    n = len(pix)
-    first = np.full(n_pix, n, dtype=np.int64)
+class _Workspace:
+    """Per-pixel scratch arrays reused from event to event (one set per thread and image size).
+
+    Allocating and filling full-image temporaries for every event costs more than the pooling
+    itself (page faults on fresh memory), so each array is allocated once, in its "empty" state,
+    and after use only the entries of the pixels that were touched are put back.
+    """
+
+    _local = threading.local()
+
+    def __init__(self, n_pix: int) -> None:
+        self.n_pix = n_pix
+        self.first = np.full(n_pix, _NO_HIT, dtype=np.int64)  # smallest winning hit index
+        self.best_rank = np.full(n_pix, -1, dtype=np.int8)
+        self.best_value = np.full(n_pix, -np.inf, dtype=np.float32)
+        self.total = np.zeros(n_pix, dtype=np.float64)
+        self.count = np.zeros(n_pix, dtype=np.int64)
+        self.slot = np.zeros(n_pix, dtype=np.int64)  # scratch, always written before it is read
+
+    @classmethod
+    def get(cls, n_pix: int) -> _Workspace:
+        ws = getattr(cls._local, "ws", None)
+        if ws is None or ws.n_pix != n_pix:
+            ws = cls._local.ws = cls(n_pix)
+        return ws
+
+
+_NO_HIT = np.iinfo(np.int64).max
+
+
+def _label_of_first(ws: _Workspace, pix: np.ndarray, candidate: np.ndarray, label: np.ndarray, label_out: np.ndarray) -> None:
+    """label_out[p] = label of the first (lowest-index) candidate hit in pixel p."""
     index = np.flatnonzero(candidate)
-    np.minimum.at(first, pix[index], index)
-    return first
+    cand_pix = pix[index]
+    np.minimum.at(ws.first, cand_pix, index)
+    # Every candidate of a pixel writes the same winner's label, so the write order is irrelevant.
+    label_out[cand_pix] = label[ws.first[cand_pix]]
+    ws.first[cand_pix] = _NO_HIT
 
 
-def _charge_majority(pix: np.ndarray, value: np.ndarray, label: np.ndarray, n_pix: int, rank: np.ndarray) -> np.ndarray:
-    """Per pixel, the class holding the largest summed charge (ties: higher rank, then lower class)."""
+def _charge_majority(ws: _Workspace, pix: np.ndarray, value: np.ndarray, label: np.ndarray, rank: np.ndarray,
+                     label_out: np.ndarray) -> None:
+    """label_out[p] = the class holding the largest summed charge in p (ties: higher rank, then lower class)."""
+    n = len(pix)
+    if n == 0:
+        return
     n_classes = len(rank)
-    out = np.zeros(n_pix, dtype=np.uint8)
-    if len(pix) == 0:
-        return out
-    occupied = np.zeros(n_pix, dtype=bool)
-    occupied[pix] = True
-    pixels = np.flatnonzero(occupied)
-    local = np.empty(n_pix, dtype=np.int64)
-    local[pixels] = np.arange(len(pixels))
-    charge = np.bincount(local[pix] * n_classes + label, weights=value, minlength=len(pixels) * n_classes)
+    # Compact ids of the occupied pixels without sorting: scatter hit numbers, read back one
+    # representative hit per pixel (whichever write landed), number those pixels 0..K-1.
+    hit = np.arange(n)
+    ws.slot[pix] = hit
+    pixels = pix[ws.slot[pix] == hit]
+    ws.slot[pixels] = np.arange(len(pixels))
+    local = ws.slot[pix]
+    charge = np.bincount(local * n_classes + label, weights=value, minlength=len(pixels) * n_classes)
     charge = charge.reshape(len(pixels), n_classes)
     order = np.lexsort((np.arange(n_classes), -rank.astype(np.int64)))  # columns by priority
-    out[pixels] = order[np.argmax(charge[:, order], axis=1)]
-    return out
+    label_out[pixels] = order[np.argmax(charge[:, order], axis=1)]
+
+
+def _pool_into(adc_out: np.ndarray, label_out: np.ndarray | None, pix: np.ndarray, value: np.ndarray,
+               label: np.ndarray | None, pooling: str, rank: np.ndarray | None) -> None:
+    """Pool hits (flat pixel index ``pix``) into zeroed flat outputs ``adc_out`` / ``label_out``."""
+    ws = _Workspace.get(len(adc_out))
+    if pooling in ("sum", "mean"):
+        np.add.at(ws.total, pix, value.astype(np.float64))
+        if pooling == "mean":
+            np.add.at(ws.count, pix, 1)
+            adc_out[pix] = ws.total[pix] / ws.count[pix]
+            ws.count[pix] = 0
+        else:
+            adc_out[pix] = ws.total[pix]
+        ws.total[pix] = 0.0
+    else:
+        np.maximum.at(adc_out, pix, value)
+    if label is None or label_out is None:
+        return
+    if pooling == "max":
+        _label_of_first(ws, pix, value == adc_out[pix], label, label_out)
+    elif pooling == "beam-priority":
+        hit_rank = rank[label]
+        np.maximum.at(ws.best_rank, pix, hit_rank)
+        candidate = hit_rank == ws.best_rank[pix]
+        np.maximum.at(ws.best_value, pix[candidate], value[candidate])
+        candidate &= value == ws.best_value[pix]
+        ws.best_rank[pix] = -1
+        ws.best_value[pix] = -np.inf
+        _label_of_first(ws, pix, candidate, label, label_out)
+    else:
+        _charge_majority(ws, pix, value, label, rank, label_out)
 
 
 def event_to_image(
@@ -213,69 +282,53 @@ def event_to_image(
     label_scheme: str | None = "beam3",
     spread_rms: bool = False,
     drop_noise: bool = False,
+    out: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """One event's hits → (adc float32 [H, W], label uint8 [H, W] or None).
 
     ``hits`` needs ``wire``, ``tick``, ``integral`` (and ``label``, plus ``pdg`` for species, for
     labels; ``rms`` for ``spread_rms``). Labels are None when ``label_scheme`` is None or the hits
-    carry no truth. Pixels without hits are 0 (background).
+    carry no truth. Pixels without hits are 0 (background). ``out``: optional preallocated
+    (adc, label) arrays of shape [H, W] to fill (they are zeroed first).
     """
     height, width = check_size(size)
     if pooling not in POOLINGS:
         raise InputError(f"unknown pooling '{pooling}' (choose from {', '.join(POOLINGS)})")
-    n_pix = height * width
     label = hit_labels(hits, label_scheme) if label_scheme is not None else None
     tick = np.asarray(hits["tick"])
     wire = np.asarray(hits["wire"])
     value = np.asarray(hits["integral"], dtype=np.float32)
+    rms = np.asarray(hits["rms"]) if spread_rms and "rms" in hits else None
+    if spread_rms and rms is None:
+        raise InputError("spread_rms needs the per-hit rms")
     if drop_noise and "label" in hits:
         keep = np.asarray(hits["label"]) != 0
         tick, wire, value = tick[keep], wire[keep], value[keep]
         label = label[keep] if label is not None else None
-        rms_all = np.asarray(hits["rms"])[keep] if spread_rms else None
-    else:
-        rms_all = np.asarray(hits["rms"]) if spread_rms else None
+        rms = rms[keep] if rms is not None else None
     row, col = pixel_indices(tick, wire, (height, width))
     if spread_rms:
-        if rms_all is None:
-            raise InputError("spread_rms needs the per-hit rms")
-        piece_hit, row, fraction = _spread_pieces(tick, rms_all, height)
+        piece_hit, row, fraction = _spread_pieces(tick, rms, height)
         col = col[piece_hit]
         value = (value[piece_hit] * fraction).astype(np.float32)
         if label is not None:
             label = label[piece_hit]
     pix = row * width + col
-    if pooling == "sum" or pooling == "mean":
-        total = np.bincount(pix, weights=value, minlength=n_pix)
-        if pooling == "mean":
-            count = np.bincount(pix, minlength=n_pix)
-            total = total / np.maximum(count, 1)
-        adc = total.astype(np.float32)
+    if out is None:
+        adc_image = np.zeros((height, width), dtype=np.float32)
+        label_image = np.zeros((height, width), dtype=np.uint8) if label is not None else None
     else:
-        adc = np.zeros(n_pix, dtype=np.float32)
-        np.maximum.at(adc, pix, value)
-    labels_out = None
-    if label is not None:
-        rank = _CLASS_RANK[label_scheme]
-        if pooling == "max":
-            first = _first_winner(pix, value == adc[pix], n_pix)
-        elif pooling == "beam-priority":
-            hit_rank = rank[label]
-            best_rank = np.full(n_pix, -1, dtype=np.int8)
-            np.maximum.at(best_rank, pix, hit_rank)
-            candidate = hit_rank == best_rank[pix]
-            best_value = np.full(n_pix, -1.0, dtype=np.float32)
-            np.maximum.at(best_value, pix[candidate], value[candidate])
-            first = _first_winner(pix, candidate & (value == best_value[pix]), n_pix)
+        adc_image, label_image = out
+        adc_image.fill(0)
+        if label is None:
+            label_image = None
+        elif label_image is None:
+            label_image = np.zeros((height, width), dtype=np.uint8)
         else:
-            first = None
-            labels_out = _charge_majority(pix, value, label, n_pix, rank)
-        if first is not None:
-            labels_out = np.zeros(n_pix, dtype=np.uint8)
-            hit_pixels = first < len(pix)
-            labels_out[hit_pixels] = label[first[hit_pixels]]
-        labels_out = labels_out.reshape(height, width)
-    return adc.reshape(height, width), labels_out
+            label_image.fill(0)
+    _pool_into(adc_image.reshape(-1), label_image.reshape(-1) if label_image is not None else None, pix, value,
+               label, pooling, _CLASS_RANK[label_scheme] if label is not None else None)
+    return adc_image, label_image
 
 
 # ----------------------------------------------------------------------------------------------
@@ -500,10 +553,8 @@ def _fill_images(events, positions, columns, adc_ds, label_ds, size, pooling, la
     for i, hits in events.iter_hit_columns(columns, int(positions[0]), int(positions[-1]) + 1, chunk_events):
         if not wanted[i]:
             continue
-        adc, label = event_to_image(hits, size, pooling, label_scheme, spread_rms, drop_noise)
-        adc_block[filled] = adc
-        if label_ds is not None:
-            label_block[filled] = label
+        event_to_image(hits, size, pooling, label_scheme, spread_rms, drop_noise,
+                       out=(adc_block[filled], label_block[filled]))
         filled += 1
         if filled == block:
             adc_ds[written : written + filled] = adc_block[:filled]
