@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 from protoseg.errors import InputError
 
 __all__ = ["DEFAULTS", "default_config", "load_config", "apply_overrides", "set_value", "validate", "dump_config"]
+
+_EXPONENT_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 # Sections whose keys are free (checked by the model / loss builders); every other key must exist in DEFAULTS.
 OPEN_SECTIONS = ("model", "loss")
@@ -154,9 +157,7 @@ def load_config(path: str | Path | None = None) -> dict[str, Any]:
 def _numbers_in(node: Any) -> Any:
     if isinstance(node, dict):
         return {k: _numbers_in(v) for k, v in node.items()}
-    if isinstance(node, str) and node.strip() and node.strip()[0] in "0123456789.-+":
-        return _yaml_number(node)
-    return node
+    return _yaml_number(node)
 
 
 def set_value(config: dict[str, Any], dotted_key: str, value: Any) -> None:
@@ -189,17 +190,14 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError:
             raise InputError(f"--set {key}: cannot parse value '{text}'") from None
-        set_value(config, key.strip(), _numbers_in(value) if not isinstance(value, str) else _yaml_number(value))
+        set_value(config, key.strip(), _numbers_in(value))
     return config
 
 
 def _yaml_number(value: Any) -> Any:
     """YAML 1.1 reads '1e-3' (no dot) as a string; read it as the number users mean."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
+    if isinstance(value, str) and _EXPONENT_NUMBER.match(value.strip()):
+        return float(value)
     if isinstance(value, list):
         return [_yaml_number(v) for v in value]
     return value

@@ -94,7 +94,7 @@ def _load_checkpoint(path: Path) -> torch.nn.Module:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # weights_only's unpickler names the global it refused; that is the one line users need.
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", str(exc))
         what = f" ({found.group(1)})" if found else ""
         raise InputError(
             f"refused: the checkpoint asks to run or rebuild Python objects{what}; protoseg only loads tensors and plain data",
@@ -178,25 +178,18 @@ def load_model(model: str | Path, map_location: str | torch.device = "cpu") -> t
 # Prediction
 # ----------------------------------------------------------------------------------------------
 def _size_divisor(model: torch.nn.Module) -> int:
-    """Input sizes the network accepts are multiples of this (2 ** number of downsamplings)."""
-    for attr in ("size_divisor", "downsampling_factor", "input_size_multiple"):
-        value = getattr(model, attr, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    options = model.card.get("architecture", {}).get("options", {}) if hasattr(model, "card") else {}
-    blocks = options.get("down_blocks")
-    if blocks is not None:
-        return 2 ** len(blocks)
-    n_pools = sum(isinstance(m, (torch.nn.MaxPool2d, torch.nn.AvgPool2d)) for m in model.modules())
-    n_strided = sum(isinstance(m, torch.nn.Conv2d) and m.stride[0] > 1 for m in model.modules())
-    return 2 ** (n_pools + n_strided)
+    """The network's total downsampling (2 ** number of down blocks): it pads inputs to a multiple of this."""
+    value = getattr(model, "pad_multiple", None)
+    if isinstance(value, int) and value > 0:
+        return value
+    blocks = getattr(model, "card", {}).get("architecture", {}).get("options", {}).get("down_blocks")
+    return 2 ** len(blocks) if blocks else 32
 
 
 class Predictor:
     """Run a loaded network on batches of raw (pooled, un-normalised) images: class and probabilities per pixel.
 
-    Images whose size is not a multiple of the network's downsampling are zero-padded (background is 0
-    after every normalisation) and the output cropped back, so any image size works.
+    The networks take any image size (they pad to their downsampling multiple and crop back).
     """
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", batch_size: int = 4) -> None:
@@ -208,7 +201,6 @@ class Predictor:
         self.card = getattr(model, "card", {})
         self.class_names: list[str] = list(self.card.get("classes", []))
         self.normalisation: str = self.card.get("input", {}).get("normalisation", "max")
-        self.divisor = _size_divisor(model)
 
     @torch.inference_mode()
     def probabilities(self, adc: np.ndarray) -> np.ndarray:
@@ -216,10 +208,7 @@ class Predictor:
         from protoseg.data import normalise
 
         x = torch.from_numpy(np.ascontiguousarray(normalise(np.asarray(adc, dtype=np.float32), self.normalisation), dtype=np.float32))
-        height, width = x.shape[-2:]
-        pad_h, pad_w = (-height) % self.divisor, (-width) % self.divisor
-        x = torch.nn.functional.pad(x[:, None], (0, pad_w, 0, pad_h)).to(self.device)
-        logits = self.model(x)[..., :height, :width]
+        logits = self.model(x[:, None].to(self.device))
         return logits.float().softmax(1).cpu().numpy()
 
     def predict(self, adc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -397,14 +386,10 @@ def _image_batches(path: Path, predictor: Predictor, split: str | None) -> tuple
 
     images = open_images(path)
     _check_classes(predictor.class_names, list(images.class_names), path)
-    split_codes = np.asarray(images.split[:])
-    if split is None:
-        index = np.arange(len(split_codes))
-    else:
-        index = np.flatnonzero(split_codes == _split_code(split, path))
+    index = images.indices(split)
     has_truth = images.label is not None
-    size = tuple(int(s) for s in images.adc.shape[1:])
-    event_ids = np.asarray(images.event_id[:])
+    size = images.size
+    event_ids = images.event_id
 
     def generate() -> Iterator[dict]:
         try:
@@ -429,29 +414,38 @@ def _event_batches(path: Path, predictor: Predictor) -> tuple[Iterator[dict], di
     size = tuple(int(s) for s in image.get("size") or (320, 320))
     pooling = image.get("pooling") or "max"
     label_scheme = image.get("label_scheme") or "beam3"
+    spread_rms, drop_noise = bool(image.get("spread_rms", False)), bool(image.get("drop_noise", False))
     n = len(events)
-    has_truth = bool(getattr(events, "is_mc", False))
+    has_truth = bool(events.is_mc)
 
     def generate() -> Iterator[dict]:
         try:
-            for part in _batches(n, predictor.batch_size):
-                adcs, labels, ids, hits_info = [], [], [], []
-                for i in range(part.start, part.stop):
-                    event = events.read(i)
-                    hits = event.hits
-                    adc, label = event_to_image(hits, size, pooling, label_scheme if event.is_mc else None)
-                    rows, cols = pixel_indices(hits["tick"], hits["wire"], size)
-                    truth = np.asarray(hits["label"]) if (event.is_mc and "label" in hits) else None
-                    adcs.append(adc)
-                    labels.append(label)
-                    ids.append(event.event_id)
-                    hits_info.append((rows, cols, truth))
-                batch = {"adc": np.stack(adcs).astype(np.float32), "event_id": np.asarray(ids, dtype=np.int64), "hits": hits_info}
-                if has_truth and all(lbl is not None for lbl in labels):
-                    batch["label"] = np.stack(labels).astype(np.uint8)
-                yield batch
+            batch: list = []
+            for event in events.iter_events(chunk_events=max(predictor.batch_size, 16)):
+                batch.append(event)
+                if len(batch) == predictor.batch_size:
+                    yield _event_batch(batch)
+                    batch = []
+            if batch:
+                yield _event_batch(batch)
         finally:
             _close(events)
+
+    def _event_batch(batch: list) -> dict:
+        adcs, labels, ids, hits_info = [], [], [], []
+        for event in batch:
+            hits = event.hits
+            adc, label = event_to_image(hits, size, pooling, label_scheme if event.is_mc else None, spread_rms, drop_noise)
+            rows, cols = pixel_indices(hits["tick"], hits["wire"], size)
+            truth = np.asarray(hits["label"]) if "label" in hits else None
+            adcs.append(adc)
+            labels.append(label)
+            ids.append(event.event_id)
+            hits_info.append((rows, cols, truth))
+        out = {"adc": np.stack(adcs).astype(np.float32), "event_id": np.asarray(ids, dtype=np.int64), "hits": hits_info}
+        if has_truth and all(lbl is not None for lbl in labels):
+            out["label"] = np.stack(labels).astype(np.uint8)
+        return out
 
     return generate(), {"n": n, "size": size, "has_truth": has_truth}
 
@@ -460,15 +454,6 @@ def _close(handle: Any) -> None:
     close = getattr(handle, "close", None)
     if callable(close):
         close()
-
-
-_SPLITS = {"train": 0, "validation": 1, "val": 1, "test": 2}
-
-
-def _split_code(split: str, path: Path) -> int:
-    if split not in _SPLITS:
-        raise InputError(f"unknown split '{split}' (train, validation, test)", path)
-    return _SPLITS[split]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -545,7 +530,7 @@ def evaluate(model: torch.nn.Module, images_path: str | Path, split: str = "test
         _check_classes(predictor.class_names, list(images.class_names), path)
         if images.label is None:
             raise InputError("has no labels: evaluate needs truth (use predict for data)", path)
-        index = np.flatnonzero(np.asarray(images.split[:]) == _split_code(split, path))
+        index = images.indices(split)
         if len(index) == 0:
             raise InputError(f"the {split} split is empty", path)
         n_classes = len(predictor.class_names)
@@ -561,7 +546,7 @@ def evaluate(model: torch.nn.Module, images_path: str | Path, split: str = "test
                 print(f"\revaluated {part.stop}/{len(index)}", end="", flush=True)
         if progress:
             print()
-        event_ids = np.asarray(images.event_id[:])[index]
+        event_ids = images.event_id[index]
     finally:
         _close(images)
     return Evaluation(predictor.class_names, confusions.sum(axis=0), confusions, event_ids, index)

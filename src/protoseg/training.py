@@ -33,6 +33,8 @@ from protoseg.fileio import atomic_output
 
 __all__ = ["SegmentationModule", "TrainResult", "train", "build_model_from_card", "architecture_of", "model_card", "write_weights"]
 
+# How events become images (protoseg.images.event_to_image settings): predict applies them to events files.
+IMAGE_KEYS = ("size", "pooling", "label_scheme", "spread_rms", "drop_noise", "charge_scale")
 _RNG_KEY = "protoseg_rng_states"
 _VAL_KEY = "protoseg_val_metrics"
 
@@ -198,12 +200,27 @@ class SegmentationModule(pl.LightningModule):
         self.last_val_metrics = dict(checkpoint.get(_VAL_KEY) or {})
 
 
-def architecture_of(config: dict[str, Any], num_classes: int) -> dict[str, Any]:
-    """The ``architecture`` entry of a model card: registry name, channels, classes and builder options."""
+def architecture_of(config: dict[str, Any], num_classes: int, model: torch.nn.Module | None = None) -> dict[str, Any]:
+    """The ``architecture`` entry of a model card: registry name, channels, classes and builder options.
+
+    With a built ``model``, its resolved ``model.config`` (every option, defaults included) is used.
+    """
+    resolved = dict(getattr(model, "config", None) or {})
+    if resolved:
+        name = resolved.pop("name")
+        in_channels = int(resolved.pop("in_channels", 1))
+        resolved.pop("num_classes", None)
+        return {"name": name, "in_channels": in_channels, "num_classes": int(num_classes), "options": resolved}
     return {"name": config["model"]["name"], "in_channels": 1, "num_classes": int(num_classes), "options": _open_options(config["model"])}
 
 
-def model_card(config: dict[str, Any], class_names: list[str], data_info: dict[str, Any], metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+def model_card(
+    config: dict[str, Any],
+    class_names: list[str],
+    data_info: dict[str, Any],
+    metrics: dict[str, Any] | None = None,
+    model: torch.nn.Module | None = None,
+) -> dict[str, Any]:
     """The JSON model card: what the network is, what it expects, what it was trained on, how well it does."""
     data_info = dict(data_info or {})
     return {
@@ -211,15 +228,15 @@ def model_card(config: dict[str, Any], class_names: list[str], data_info: dict[s
         "version": 1,
         "protoseg_version": __version__,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "architecture": architecture_of(config, len(class_names)),
+        "architecture": architecture_of(config, len(class_names), model),
         "classes": list(class_names),
         "input": {
             "shape": "[N, 1, H, W] float32; H and W multiples of the network's total downsampling",
             "normalisation": config["data"]["normalisation"],
-            "image": {k: data_info[k] for k in ("size", "pooling", "label_scheme") if k in data_info},
+            "image": {k: data_info[k] for k in IMAGE_KEYS if k in data_info},
         },
         "output": "logits [N, C, H, W] (protoseg.load_model); exported TorchScript / ONNX give softmax probabilities",
-        "training_data": {k: v for k, v in data_info.items() if k not in ("size", "pooling", "label_scheme")},
+        "training_data": {k: v for k, v in data_info.items() if k not in IMAGE_KEYS},
         "recipe": config,
         "metrics": dict(metrics or {}),
     }
@@ -253,52 +270,33 @@ class TrainResult:
     resumed_from: Path | None
 
 
-def _data_info(path: Path) -> tuple[list[str], dict[str, Any], dict[str, int]]:
-    """Class names, image settings and split counts of an image file (refusing empty train/validation splits)."""
-    from protoseg.images import open_images
+def _data_info(path: Path) -> tuple[list[str], dict[str, Any]]:
+    """Class names and image settings of an image file; refuses empty train / validation splits."""
+    from protoseg.images import SPLIT_NAMES, open_images
 
-    images = open_images(path)
-    try:
-        split = np.asarray(images.split[:])
-        class_names = [str(c) for c in images.class_names]
-        attrs = dict(images.attrs)
-    finally:
-        close = getattr(images, "close", None)
-        if callable(close):
-            close()
-    counts = {name: int(np.count_nonzero(split == code)) for code, name in enumerate(("train", "validation", "test"))}
-    for name in ("train", "validation"):
-        if counts[name] == 0:
-            raise InputError(f"the {name} split is empty (splits: {counts})", path)
-    image = {}
-    for key in ("size", "pooling", "label_scheme", "source", "selection", "scale"):
-        if key in attrs:
-            value = attrs[key]
-            if isinstance(value, bytes):
-                value = value.decode()
-            if isinstance(value, np.ndarray):
-                value = value.tolist()
-            elif isinstance(value, np.generic):
-                value = value.item()
-            image[key] = value
-    image["file"] = str(path)
-    image["n_train"], image["n_validation"] = counts["train"], counts["validation"]
-    return class_names, image, counts
+    with open_images(path) as images:
+        counts = {name: int(np.count_nonzero(images.split == code)) for code, name in enumerate(SPLIT_NAMES)}
+        for name in SPLIT_NAMES[:2]:
+            if counts[name] == 0:
+                raise InputError(f"the {name} split is empty (images per split: {counts})", path)
+        if images.label is None:
+            raise InputError("image file has no labels: training needs truth", path)
+        keys = ("pooling", "label_scheme", "spread_rms", "drop_noise", "charge_scale", "source", "selection")
+        info = {key: images.attrs[key] for key in keys if key in images.attrs}
+        info["size"] = list(images.size)
+        info["file"] = str(path)
+        info["n_images"] = counts
+        return list(images.class_names), info
 
 
-def _median_weights(path: Path, num_classes: int) -> list[float]:
+def _median_weights(path: Path, num_classes: int, block: int = 64) -> list[float]:
     """Median class-frequency weights of the training split (the 2018 study's weighting)."""
     from protoseg.images import class_balance, open_images
 
-    images = open_images(path)
-    try:
-        train = np.flatnonzero(np.asarray(images.split[:]) == 0)
-        labels = np.asarray(images.label[np.sort(train).tolist()] if len(train) else images.label[:0])
-    finally:
-        close = getattr(images, "close", None)
-        if callable(close):
-            close()
-    return [float(w) for w in np.asarray(class_balance(labels, num_classes)).tolist()]
+    with open_images(path) as images:
+        train = images.indices("train")
+        blocks = (images.label[train[i : i + block].tolist()] for i in range(0, len(train), block))
+        return [float(w) for w in class_balance(blocks, num_classes)["median_weights"]]
 
 
 def _build_trainer(config: dict[str, Any], run_dir: Path, callbacks: list, resumed: bool) -> pl.Trainer:
@@ -353,14 +351,14 @@ def train(config: dict[str, Any], resume: bool = True) -> TrainResult:
     if not data_cfg["path"]:
         raise InputError("no training data: give --data IMAGES.h5 or set data.path in the configuration")
     data_path = Path(data_cfg["path"])
-    class_names, data_info, _ = _data_info(data_path)
+    class_names, data_info = _data_info(data_path)
     try:
         normalise(np.ones((1, 2, 2), dtype=np.float32), data_cfg["normalisation"])
     except (ValueError, KeyError) as exc:
         raise InputError(f"configuration 'data.normalisation' = {data_cfg['normalisation']!r}: {exc}") from None
     if config["loss"].get("weights") == "median":
         config["loss"]["weights"] = _median_weights(data_path, len(class_names))
-        config["loss"]["weights_from"] = "median class frequency of the training split"
+        data_info["class_weights"] = "median class-frequency weights of the training split"
 
     run_dir = Path(config["out"])
     checkpoints = run_dir / "checkpoints"
@@ -371,6 +369,10 @@ def train(config: dict[str, Any], resume: bool = True) -> TrainResult:
     if has_checkpoints and not last.is_file():
         raise InputError("run folder has checkpoints but no checkpoints/last.ckpt to resume from; choose a new --out", run_dir)
     resume_from = last if has_checkpoints else None
+    # Slurm: Lightning saves RUN/hpc_ckpt_K.ckpt on SIGUSR1 before requeueing; resume from it when newer.
+    hpc = sorted(run_dir.glob("hpc_ckpt_*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if resume and hpc and (resume_from is None or hpc[-1].stat().st_mtime > resume_from.stat().st_mtime):
+        resume_from = hpc[-1]
 
     pl.seed_everything(config["seed"], workers=True, verbose=False)
     module = SegmentationModule(config, class_names, data_info)
@@ -404,7 +406,8 @@ def train(config: dict[str, Any], resume: bool = True) -> TrainResult:
             Path(tmp).write_text(dump_config(config))
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None, weights_only=True)
     # A run stopped by max_steps in the middle of an epoch has not written last.ckpt for its final step.
-    trainer.save_checkpoint(str(last), weights_only=False)
+    if getattr(best_cb, "_last_global_step_saved", -1) != trainer.global_step or not last.is_file():
+        trainer.save_checkpoint(str(last), weights_only=False)
 
     best_path = Path(best_cb.best_model_path) if best_cb.best_model_path else None
     weights = None
@@ -417,6 +420,6 @@ def train(config: dict[str, Any], resume: bool = True) -> TrainResult:
         export_module.model.load_state_dict(state)
         val_metrics = dict(checkpoint.get(_VAL_KEY) or {})
         val_metrics["checkpoint"] = source.name
-        card = model_card(config, class_names, data_info, {"validation": val_metrics})
+        card = model_card(config, class_names, data_info, {"validation": val_metrics}, export_module.model)
         weights, _ = write_weights(export_module, card, run_dir / "model.safetensors")
     return TrainResult(run_dir, best_path, last, weights, best_score, resume_from)

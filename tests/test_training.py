@@ -1,0 +1,163 @@
+"""protoseg train: configuration checks, the run folder, exact resume, median class weights, bad input."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from protoseg.cli import main
+from protoseg.config import apply_overrides, load_config, validate
+from protoseg.errors import InputError
+from protoseg.images import class_balance, open_images, write_images
+
+TINY_MODEL = ["model.name=fcdensenet", "model.down_blocks=[2,2]", "model.bottleneck_layers=2", "model.growth_rate=4", "model.first_filters=8"]
+
+
+def make_images(path: Path, n_train: int = 8, n_val: int = 2, n_test: int = 2, size: int = 32, seed: int = 0) -> Path:
+    """Event-like 32x32 images: a bright 'beam' blob (class 1) and faint horizontal 'cosmic' tracks (class 2)."""
+    rng = np.random.default_rng(seed)
+    n = n_train + n_val + n_test
+    adc = np.zeros((n, size, size), np.float32)
+    label = np.zeros((n, size, size), np.uint8)
+    for i in range(n):
+        r, c = rng.integers(size // 4, size // 2, 2)
+        adc[i, r - 2 : r + 2, c - 3 : c + 3] = rng.uniform(200, 400, (4, 6))
+        label[i, r - 2 : r + 2, c - 3 : c + 3] = 1
+        for row in rng.choice(size, 3, replace=False):
+            adc[i, row, :] = rng.uniform(50, 100, size)
+            label[i, row, :] = np.where(label[i, row, :] == 1, 1, 2)
+    split = [0] * n_train + [1] * n_val + [2] * n_test
+    return write_images(path, adc, label, np.arange(n) + 100, split, {"pooling": "max", "label_scheme": "beam3"})
+
+
+def tiny_config(data: Path, out: Path, *overrides: str) -> dict:
+    config = load_config(Path(__file__).parents[1] / "configs" / "cpu.yaml")
+    common = [f"data.path={data}", f"out={out}", *TINY_MODEL, "data.batch_size=3", "data.num_workers=0", "trainer.accelerator=cpu",
+              "trainer.devices=1", "trainer.progress_bar=false", "optim.lr=1e-3", "optim.schedule=plateau", "data.crop_size=null"]
+    return validate(apply_overrides(config, [*common, *overrides]))
+
+
+def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_every_recipe_loads_and_validates():
+    for recipe in sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")):
+        validate(load_config(recipe))
+    seed2018 = load_config(Path(__file__).parents[1] / "configs" / "seed2018.yaml")
+    assert (seed2018["model"]["name"], seed2018["optim"]["name"], seed2018["loss"]["name"]) == ("fcdensenet103", "adam", "ce")
+    assert (seed2018["data"]["batch_size"], seed2018["trainer"]["max_epochs"], seed2018["optim"]["plateau_factor"]) == (2, 390, 0.75)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optim.lr=-1", "'optim.lr' = -1 is out of range"),
+        ("trainer.precision=15", "'trainer.precision' = '15' is not one of"),
+        ("optim.lrr=1", "unknown configuration key 'optim.lrr'"),
+        ("data.batch_size=0", "'data.batch_size' = 0 is out of range"),
+        ("trainer.max_epochs=1.5", "'trainer.max_epochs' = 1.5 must be an integer"),
+    ],
+)
+def test_bad_override_is_refused_in_one_line(override, message):
+    with pytest.raises(InputError, match=message):
+        validate(apply_overrides(load_config(), [override]))
+
+
+def test_cli_bad_override_exits_2_with_one_line(tmp_path, capsys):
+    data = make_images(tmp_path / "images.h5")
+    code = main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--set", "optim.weight_decay=2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "optim.weight_decay" in err[0] and "out of range" in err[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_yaml_numbers_without_dot_are_numbers():
+    config = apply_overrides(load_config(), ["optim.lr=3e-4", "model.growth_rate=12"])
+    assert config["optim"]["lr"] == pytest.approx(3e-4) and config["model"]["growth_rate"] == 12
+
+
+def test_empty_validation_split_is_refused(tmp_path):
+    data = make_images(tmp_path / "images.h5", n_val=0)
+    with pytest.raises(InputError, match="validation split is empty"):
+        from protoseg.training import train
+
+        train(tiny_config(data, tmp_path / "run", "trainer.max_epochs=1"))
+
+
+def test_train_writes_run_folder_logs_and_model_card(tmp_path):
+    from protoseg.training import train
+
+    data = make_images(tmp_path / "images.h5")
+    config = tiny_config(data, tmp_path / "run", "trainer.max_epochs=2")
+    result = train(config)
+    run = tmp_path / "run"
+    # resolved config saved, and identical to what ran
+    assert yaml.safe_load((run / "config.yaml").read_text()) == config
+    assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    rows = list(csv.DictReader(open(run / "csv" / "version_0" / "metrics.csv")))
+    val_rows = [r for r in rows if r.get("val_miou")]
+    assert len(val_rows) == 2  # one per epoch
+    for row in val_rows:  # mIoU is the mean of the logged per-class IoUs
+        ious = [float(row[f"val_iou_{c}"]) for c in ("background", "beam", "not-beam")]
+        assert float(row["val_miou"]) == pytest.approx(np.mean(ious), abs=1e-6)
+    assert result.best_val_miou == pytest.approx(max(float(r["val_miou"]) for r in val_rows), abs=1e-6)
+    # exactly the two files that ship a model: weights + JSON card
+    card = json.loads((run / "model.json").read_text())
+    assert card["classes"] == ["background", "beam", "not-beam"]
+    assert card["architecture"]["name"] == "fcdensenet" and card["architecture"]["options"]["down_blocks"] == [2, 2]
+    assert card["input"]["normalisation"] == config["data"]["normalisation"] and card["input"]["image"]["size"] == [32, 32]
+    assert card["metrics"]["validation"]["miou"] == pytest.approx(result.best_val_miou, abs=1e-6)
+    # the shipped weights are those of the best checkpoint
+    from safetensors.torch import load_file
+
+    best = _weights(run / "checkpoints" / "best.ckpt")
+    shipped = load_file(run / "model.safetensors")
+    assert set(shipped) == {k.removeprefix("model.") for k in best if k.startswith("model.")}
+    for key, value in shipped.items():
+        assert torch.equal(value, best[f"model.{key}"])
+
+
+def test_resumed_run_matches_uninterrupted_run(tmp_path):
+    """A 'killed' run (1 epoch) started again to 3 epochs ends with the weights of a 3-epoch run."""
+    from protoseg.training import train
+
+    data = make_images(tmp_path / "images.h5")
+    train(tiny_config(data, tmp_path / "straight", "trainer.max_epochs=3"))
+    train(tiny_config(data, tmp_path / "killed", "trainer.max_epochs=1"))
+    after_first_epoch = _weights(tmp_path / "killed" / "checkpoints" / "last.ckpt")
+    resumed = train(tiny_config(data, tmp_path / "killed", "trainer.max_epochs=3"))
+    assert resumed.resumed_from == tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    straight, again = _weights(tmp_path / "straight" / "checkpoints" / "last.ckpt"), _weights(tmp_path / "killed" / "checkpoints" / "last.ckpt")
+    assert set(straight) == set(again)
+    worst = max(float((straight[k].double() - again[k].double()).abs().max()) for k in straight if straight[k].is_floating_point())
+    assert worst <= 1e-6
+    # and the resumed part did train (the comparison is not between two copies of one checkpoint)
+    assert any(not torch.equal(after_first_epoch[k], again[k]) for k in again if again[k].is_floating_point())
+
+
+def test_median_weights_are_the_training_split_class_balance(tmp_path):
+    from protoseg.training import train
+
+    data = make_images(tmp_path / "images.h5")
+    train(tiny_config(data, tmp_path / "run", "loss.name=weighted_ce", "loss.weights=median", "trainer.max_epochs=1", "trainer.limit_train_batches=1"))
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    with open_images(data) as images:
+        expected = class_balance(images.label[images.indices("train").tolist()], 3)["median_weights"]
+    assert saved["loss"]["weights"] == pytest.approx(expected)
+    assert expected[1] > expected[2] > 1.0  # the beam blob is rarer than the tracks
+
+
+def test_fresh_run_refuses_a_used_run_folder(tmp_path):
+    from protoseg.training import train
+
+    data = make_images(tmp_path / "images.h5")
+    train(tiny_config(data, tmp_path / "run", "trainer.max_epochs=1", "trainer.limit_train_batches=1"))
+    with pytest.raises(InputError, match="already holds checkpoints"):
+        train(tiny_config(data, tmp_path / "run", "trainer.max_epochs=1"), resume=False)
