@@ -278,7 +278,12 @@ class _Stack:
             self.pending = []
             photon = batch.pdg == 22
             if photon.any():
+                # the electrons the photons make are moved in this same round
                 self._photons(batch.take(photon))
+                batch = Movers.concatenate([batch.take(~photon)] + self.pending)
+                self.pending = []
+                photon = batch.pdg == 22  # annihilation photons of sub-threshold positrons: next round
+                self.pending.append(batch.take(photon))
             hot = (np.abs(batch.pdg) == 11) & (batch.kinetic_mev > cfg.em_cut_mev) & cfg.showers
             charged = [batch.take(~photon & ~hot)]
             if hot.any():

@@ -70,13 +70,18 @@ def inside_box(pos: np.ndarray, tolerance_cm: float = _BOX_TOLERANCE_CM) -> np.n
 
 def random_perpendicular_basis(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two unit vectors perpendicular to each (unit) direction and to each other."""
-    helper = np.zeros_like(direction)
-    use_y = np.abs(direction[:, 0]) > 0.9
-    helper[~use_y, 0] = 1.0
-    helper[use_y, 1] = 1.0
-    e1 = np.cross(direction, helper)
-    e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
-    e2 = np.cross(direction, e1)
+    dx, dy, dz = direction[:, 0], direction[:, 1], direction[:, 2]
+    use_y = np.abs(dx) > 0.9
+    # e1 = d × x̂ = (0, dz, -dy), or d × ŷ = (-dz, 0, dx) when d is close to x̂
+    e1 = np.empty_like(direction)
+    e1[:, 0] = np.where(use_y, -dz, 0.0)
+    e1[:, 1] = np.where(use_y, 0.0, dz)
+    e1[:, 2] = np.where(use_y, dx, -dy)
+    e1 /= np.sqrt(np.einsum("ij,ij->i", e1, e1))[:, None]
+    e2 = np.empty_like(direction)
+    e2[:, 0] = dy * e1[:, 2] - dz * e1[:, 1]
+    e2[:, 1] = dz * e1[:, 0] - dx * e1[:, 2]
+    e2[:, 2] = dx * e1[:, 1] - dy * e1[:, 0]
     return e1, e2
 
 
@@ -86,7 +91,7 @@ def rotate_from_axis(axis: np.ndarray, cos_theta: np.ndarray, phi: np.ndarray) -
     sin_theta = np.sqrt(np.clip(1.0 - cos_theta * cos_theta, 0.0, None))
     out = (cos_theta[:, None] * axis + (sin_theta * np.cos(phi))[:, None] * e1
            + (sin_theta * np.sin(phi))[:, None] * e2)
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.sqrt(np.einsum("ij,ij->i", out, out))[:, None]
 
 
 def isotropic_directions(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -226,11 +231,16 @@ def line_deposits(start: np.ndarray, end: np.ndarray, energy_mev: np.ndarray, tr
 
 
 def point_deposits(pos: np.ndarray, energy_mev: np.ndarray, track_id: np.ndarray, t_us: np.ndarray) -> Deposits:
-    """Energy left at points (sub-threshold electrons, photon absorption): step length set to 0.03 cm."""
+    """Energy left at points (sub-threshold electrons, photon absorption).
+
+    The step length is the CSDA range of an electron of that energy, so that energy / step is the
+    electron's mean dE/dx (what recombination needs).
+    """
     keep = inside_box(pos) & (energy_mev > 0.0)
     pos = pos[keep]
-    return Deposits(pos[:, 0], pos[:, 1], pos[:, 2], t_us[keep], energy_mev[keep],
-                    np.full(int(keep.sum()), 0.03), track_id[keep].astype(np.int32))
+    energy = energy_mev[keep]
+    step = np.maximum(ph.range_table(11).range_cm_of(energy), 1e-3)
+    return Deposits(pos[:, 0], pos[:, 1], pos[:, 2], t_us[keep], energy, step, track_id[keep].astype(np.int32))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,7 +288,8 @@ def charged_pass(rng: np.random.Generator, movers: Movers, config) -> PassResult
     _, exit_cm = ray_box(movers.pos, movers.dir)
     # The last half of the range is left to a further pass that starts from the actual (fluctuated)
     # energy, so that the Bragg peak and the stopping point follow the energy actually left.
-    short = range0 <= 3.0 * step_cm
+    # Electrons go in one pass: their range is blurred by scattering far more than by straggling.
+    short = (range0 <= 3.0 * step_cm) | is_electron
     nominal_cm = np.where(short, range0, range0 - np.maximum(0.5 * range0, 2.0 * step_cm))
     pass_cm = np.minimum(nominal_cm, np.maximum(exit_cm, 0.0) * 1.1 + 5.0)
     pass_cm = np.minimum(pass_cm, config.max_pass_cm)
