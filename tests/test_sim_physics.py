@@ -142,6 +142,27 @@ def test_transported_mip_steps_peak_at_the_table_mpv():
     assert _landau_mode(dedx, 0.1) == pytest.approx(MUON_MPV_DEDX[10.0], rel=0.03)
 
 
+def test_delta_rays_above_1_mev_come_at_the_pdg_rate_of_about_0_1_per_cm():
+    rng = np.random.default_rng(6)
+    momentum = 4000.0
+    kinetic = float(ph.kinetic_from_momentum(momentum, ph.MUON_MASS_MEV))
+    source = _gun(-13, kinetic, position=(0.0, 300.0, 0.5))
+    n_delta, length = 0, 0.0
+    for _ in range(12):
+        p = generate_truth(rng, source, TransportConfig()).particles
+        delta = (p["parent_id"] == 0) & (p["process"] == "delta")
+        assert np.all(p["start_px"][delta] ** 2 + p["start_py"][delta] ** 2 + p["start_pz"][delta] ** 2 > 0.0)
+        n_delta += int(delta.sum())
+        length += float(p["track_length"][0])
+    # PDG eq. 34.8 integrated from 1 MeV to Tmax (spin-0 form)
+    t_cut, tmax = 1.0, float(ph.tmax_mev(kinetic, ph.MUON_MASS_MEV))
+    beta2 = (momentum / np.hypot(momentum, ph.MUON_MASS_MEV)) ** 2
+    xi_per_cm = float(ph.landau_xi_mev(beta2, 1.0))
+    expected = xi_per_cm * ((1.0 / t_cut - 1.0 / tmax) - beta2 / tmax * np.log(tmax / t_cut))
+    assert expected == pytest.approx(0.1, rel=0.1)  # PHYSICS.md: ≈ 0.1 per cm above 1 MeV
+    assert n_delta / length == pytest.approx(expected, rel=0.12)
+
+
 def test_protons_have_a_bragg_peak_following_the_stopping_power():
     rng = np.random.default_rng(8)
     source = _gun(2212, 200.0)

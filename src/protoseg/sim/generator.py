@@ -328,7 +328,7 @@ class _Stack:
         while len(current):
             res = charged_pass(rng, current, cfg)
             self.deposits.append(res.deposits)
-            self.store.add_length(*res.track_length)
+            self.store.add_length(res.track_id, res.travelled_cm)
             if len(res.continuing):
                 self.store.move_end(res.continuing.track_id, res.continuing.pos)
             if len(res.escaped):

@@ -253,6 +253,9 @@ class PassResult:
     stopped: Movers  # came to rest inside the box (at-rest processes): kinetic 0, final pos/dir/t
     interacted: Movers  # hadronic inelastic here: kinetic energy just before
     decayed: Movers  # decayed in flight here
+    escaped: Movers  # left the box: final position on its surface
+    track_id: np.ndarray  # every particle of the pass ...
+    travelled_cm: np.ndarray  # ... and the path it made in argon in this pass
     delta_parent: np.ndarray  # δ rays: parent track ids
     delta_kinetic_mev: np.ndarray
     delta_pos: np.ndarray
@@ -276,7 +279,7 @@ def charged_pass(rng: np.random.Generator, movers: Movers, config) -> PassResult
     n = len(movers)
     pdg = movers.pdg
     abs_pdg = np.abs(pdg)
-    mass = np.array([ph.PARTICLES[int(p)].mass_mev for p in pdg]) if n < 8 else _mass_of(pdg)
+    mass = _mass_of(pdg)
     is_electron = abs_pdg == 11
     step_cm = config.step_cm
 
@@ -459,7 +462,7 @@ def charged_pass(rng: np.random.Generator, movers: Movers, config) -> PassResult
         delta_fields = (np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0))
 
     # Final state of each particle after this pass.
-    travelled = _segmented_cumsum(np.where(kept, step, 0.0), first, counts)[k_end - 0]
+    travelled = _segmented_cumsum(np.where(kept, step, 0.0), first, counts)[k_end]
     travelled = np.where(reason == 1, np.where(inside_box(pos_mid[k_end]), travelled, travelled - step[k_end]), travelled)
     end_pos = pos_end[k_end]
     end_dir = d_after[k_end]
@@ -477,11 +480,8 @@ def charged_pass(rng: np.random.Generator, movers: Movers, config) -> PassResult
     after_escape = after.take(reason == 1)
     # Escaping particles end where their last kept step ends, clipped onto the box.
     after_escape.pos = np.clip(after_escape.pos, ACTIVE_BOX_MIN_CM, ACTIVE_BOX_MAX_CM)
-    result = PassResult(deposits, after.take(reason == 4), after.take(reason == 0), after.take(reason == 2),
-                        after.take(reason == 3), *delta_fields)
-    result.escaped = after_escape  # type: ignore[attr-defined]
-    result.track_length = (movers.track_id, travelled)  # type: ignore[attr-defined]
-    return result
+    return PassResult(deposits, after.take(reason == 4), after.take(reason == 0), after.take(reason == 2),
+                      after.take(reason == 3), after_escape, movers.track_id, travelled, *delta_fields)
 
 
 _MASS_BY_ABS_PDG = {abs(k): v.mass_mev for k, v in ph.PARTICLES.items()}
