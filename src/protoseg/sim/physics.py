@@ -109,7 +109,8 @@ def tmax_mev(kinetic_mev: np.ndarray, mass_mev: float) -> np.ndarray:
     return 2.0 * ELECTRON_MASS_MEV * bg * bg / (1.0 + 2.0 * gamma * ratio + ratio * ratio)
 
 
-def _bethe_bracket(kinetic_mev: np.ndarray, mass_mev: float, t_up: np.ndarray | None, argon: Argon) -> np.ndarray:
+def _bethe_bracket(kinetic_mev: np.ndarray, mass_mev: float, t_up: np.ndarray | None,
+                   argon: Argon) -> tuple[np.ndarray, np.ndarray]:
     bg = beta_gamma(kinetic_mev, mass_mev)
     beta2 = bg * bg / (1.0 + bg * bg)
     tmax = tmax_mev(kinetic_mev, mass_mev)
