@@ -2,6 +2,6 @@
 from __future__ import annotations
 
 from protoseg.models.registry import ModelSpec, build_model, list_models, model_spec
-from protoseg.models.tiramisu import FCDenseNet, count_parameters
+from protoseg.models.tiramisu import FCDenseNet, count_parameters, tune_cpu_allocator
 
-__all__ = ["FCDenseNet", "ModelSpec", "build_model", "count_parameters", "list_models", "model_spec"]
+__all__ = ["FCDenseNet", "ModelSpec", "build_model", "count_parameters", "list_models", "model_spec", "tune_cpu_allocator"]

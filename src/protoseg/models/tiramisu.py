@@ -38,7 +38,7 @@ from torch import nn
 
 from protoseg.errors import InputError
 
-__all__ = ["FCDenseNet", "VARIANTS"]
+__all__ = ["FCDenseNet", "VARIANTS", "count_parameters", "tune_cpu_allocator"]
 
 VARIANTS = ("jegou2017", "protodune2018")
 
@@ -49,6 +49,27 @@ def _export_or_compile() -> bool:
         return True
     return bool(torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
                 or getattr(torch.compiler, "is_exporting", lambda: False)())
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep freed memory in the process heap instead of returning it to the OS (glibc only).
+
+    PyTorch's CPU tensors come from malloc; glibc serves blocks over a few MB with fresh mmap pages
+    and unmaps them on free, so every large temporary costs a page fault per 4 kB when first written.
+    For a dense network that is most of a CPU training step (the straightforward FC-DenseNet103 step
+    at batch 2 halves in time with this setting; see benchmarks/). The price: the process keeps its
+    peak memory until it exits. Process-wide; call it once at program start. Returns True if applied.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
 
 
 class _DenseLayer(nn.Module):
@@ -66,7 +87,15 @@ class _DenseLayer(nn.Module):
             x = self.norm(F.relu(x))
         else:
             x = F.relu(self.norm(x))
-        return F.dropout(self.conv(x), self.dropout, self.training)
+        return _dropout(self.conv(x), self.dropout, self.training)
+
+
+def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Element-wise dropout, as in both papers. Drawn with ``rand_like`` (3× cheaper on CPU than the
+    ``bernoulli_`` of F.dropout), and shared by every path so they draw identical masks."""
+    if not training or p == 0.0:
+        return x
+    return x * (torch.rand_like(x) >= p) * (1.0 / (1.0 - p))
 
 
 class _DenseBlock(nn.Module):
@@ -104,8 +133,8 @@ class _TransitionDown(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.strided:
             x = self.conv(self.norm(F.relu(x)))
-            return F.dropout(x, self.dropout, self.training)
-        x = F.dropout(self.conv(F.relu(self.norm(x))), self.dropout, self.training)
+            return _dropout(x, self.dropout, self.training)
+        x = _dropout(self.conv(F.relu(self.norm(x))), self.dropout, self.training)
         return F.max_pool2d(x, 2)
 
 
@@ -314,10 +343,9 @@ def _forward_layers(block: _DenseBlock, buffer: torch.Tensor, layer_scales, work
         h = _preactivation(layer, buffer[:, :channels], scale, shift, workspace.nhwc(buffer, channels))
         y = F.conv2d(h, layer.conv.weight, layer.conv.bias, padding=1)
         if masks is not None and layer.dropout > 0:
-            # Same random draws and arithmetic as F.dropout on CPU (empty_like(y).bernoulli_(1-p) / (1-p)).
-            noise = torch.empty_like(y).bernoulli_(1 - layer.dropout)
-            masks.append(noise != 0)
-            y = y * noise.div_(1 - layer.dropout)
+            keep = torch.rand_like(y) >= layer.dropout  # the same draws and arithmetic as _dropout
+            masks.append(keep)
+            y = y * keep * (1.0 / (1.0 - layer.dropout))
         buffer[:, channels:channels + growth].copy_(y)
         if on_new_channels is not None:
             on_new_channels(channels, y)  # y is contiguous: reductions over it are fast
@@ -343,13 +371,19 @@ class _DenseBlockFunction(torch.autograd.Function):
         count = buffer.shape[0] * buffer.shape[2] * buffer.shape[3]
         relu_first = block.layers[0].relu_first if len(block.layers) else False
 
+        eps = block.layers[0].norm.eps if len(block.layers) else 1e-5
+
         def record(start: int, values: torch.Tensor) -> None:
             bn_input = values.clamp_min(0) if relu_first else values
-            var, mu = torch.var_mean(_rows(bn_input), dim=0, unbiased=False)
+            # native_batch_norm's statistics pass is ~4× faster than var_mean on channels-last maps.
+            _, mu, istd = torch.native_batch_norm(bn_input, None, None, None, None, True, 0.0, eps)
             mean[start:start + values.shape[1]] = mu
-            invstd[start:start + values.shape[1]] = torch.rsqrt(var + block.layers[0].norm.eps)
+            invstd[start:start + values.shape[1]] = istd
 
-        record(0, buffer[:, :block.in_channels])
+        start = 0
+        for tensor in inputs:
+            record(start, tensor)
+            start += tensor.shape[1]
         layer_scales = []
         for layer in block.layers:
             bn = layer.norm
@@ -366,7 +400,7 @@ class _DenseBlockFunction(torch.autograd.Function):
 
         # Running statistics, as nn.BatchNorm2d updates them (unbiased variance).
         with torch.no_grad():
-            var_unbiased = invstd.pow(-2).sub_(block.layers[0].norm.eps if len(block.layers) else 0) * (count / max(count - 1, 1))
+            var_unbiased = invstd.pow(-2).sub_(eps) * (count / max(count - 1, 1))
             c = block.in_channels
             for layer in block.layers:
                 bn = layer.norm
@@ -395,6 +429,7 @@ class _DenseBlockFunction(torch.autograd.Function):
         # Deferred per-channel BN-backward terms: grad_bn_input += coef_const + coef_linear * bn_input.
         coef_const = buffer.new_zeros(total)
         coef_linear = buffer.new_zeros(total)
+        ones = buffer.new_ones(count)
 
         def finalize(start: int, stop: int) -> None:
             values = buffer[:, start:stop]
@@ -414,8 +449,7 @@ class _DenseBlockFunction(torch.autograd.Function):
             finalize(channels, channels + growth)
             grad_y = grad[:, channels:channels + growth]
             if layer.dropout > 0:
-                noise = masks.pop().to(grad_y.dtype).div_(1 - layer.dropout)
-                grad_y = grad_y * noise
+                grad_y = grad_y * (1.0 / (1.0 - layer.dropout)) * masks.pop()
             grad_y = grad_y.contiguous(memory_format=torch.channels_last)
             scale = bn.weight * invstd[:channels]
             shift = bn.bias - mean[:channels] * scale
@@ -429,8 +463,9 @@ class _DenseBlockFunction(torch.autograd.Function):
             else:
                 bn_input = a
                 grad_z = torch.ops.aten.threshold_backward.grad_input(grad_h, h, 0, grad_input=grad_h)
-            sum_gz = _rows(grad_z).sum(dim=0)
-            sum_gz_x = _rows(torch.mul(grad_z, bn_input, out=h)).sum(dim=0)  # h's memory is free now
+            # Per-channel sums as ones·[pixels × channels] products (GEMV beats sum(dim=0) ~3×).
+            sum_gz = ones @ _rows(grad_z)
+            sum_gz_x = ones @ _rows(torch.mul(grad_z, bn_input, out=h))  # h's memory is free now
             mu, istd = mean[:channels], invstd[:channels]
             grad_gamma = istd * (sum_gz_x - mu * sum_gz)
             grad_beta = sum_gz
