@@ -307,9 +307,10 @@ class _Stack:
         out = showers.electron_segments(self.rng, electrons.pos, electrons.dir, electrons.kinetic_mev, electrons.t_us,
                                         electrons.pdg < 0, cfg.em_cut_mev, cfg.brem_photon_min_mev, cfg.msc)
         ids = electrons.track_id
-        start, end, lost, idx, t = out["segments"]
+        start, end, lost, idx, t, kinetic = out["segments"]
         if idx.size:
-            self.deposits.append(line_deposits(start, end, lost, ids[idx], t, cfg.step_cm))
+            self.deposits.append(line_deposits(start, end, lost, ids[idx], t, cfg.step_cm,
+                                               self.rng if cfg.fluctuations else None, kinetic))
         p_idx, k, p_pos, p_dir, p_t = out["photons"]
         self.push(ids[p_idx], np.full(p_idx.size, 22), k, p_pos, p_dir, p_t, "brem")
         self.store.add_length(ids, out["path"])

@@ -142,7 +142,8 @@ def electron_segments(rng: np.random.Generator, pos: np.ndarray, direction: np.n
                       t_us: np.ndarray, positron: np.ndarray, em_cut_mev: float, k_min_mev: float, msc: bool) -> dict:
     """Move energetic e± from brem to brem until they fall below ``em_cut_mev`` or leave the box.
 
-    Returns straight segments (start, end, energy lost, index of the electron, start time), the
+    Returns straight segments (start, end, energy lost, index of the electron, start time, kinetic
+    energy at the start), the
     brem photons (index, energy, position, direction, time), and each electron's fate: final
     position, direction, kinetic energy, time, total path, and whether it escaped.
     """
@@ -168,7 +169,7 @@ def electron_segments(rng: np.random.Generator, pos: np.ndarray, direction: np.n
         start = pos[active].copy()
         end = start + direction[active] * d[:, None]
         lost = np.minimum(dedx * d, kin)
-        segments.append((start, end, lost, active.copy(), t[active].copy()))
+        segments.append((start, end, lost, active.copy(), t[active].copy(), kin.copy()))
         pos[active] = end
         t[active] += d / ph.SPEED_OF_LIGHT_CM_PER_US
         path[active] += d
@@ -197,9 +198,9 @@ def electron_segments(rng: np.random.Generator, pos: np.ndarray, direction: np.n
         still = brem & (kinetic[active] > em_cut_mev)
         active = active[still]
     if segments:
-        seg = tuple(np.concatenate([s[i] for s in segments]) for i in range(5))
+        seg = tuple(np.concatenate([s[i] for s in segments]) for i in range(6))
     else:
-        seg = (np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(0, np.int64), np.zeros(0))
+        seg = (np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
     if photons:
         pho = tuple(np.concatenate([s[i] for s in photons]) for i in range(5))
     else:

@@ -217,8 +217,14 @@ def empty_deposits() -> Deposits:
 
 
 def line_deposits(start: np.ndarray, end: np.ndarray, energy_mev: np.ndarray, track_id: np.ndarray,
-                  t_us: np.ndarray, step_cm: float) -> Deposits:
-    """Split straight segments into steps of at most ``step_cm`` with the energy shared evenly."""
+                  t_us: np.ndarray, step_cm: float, rng: np.random.Generator | None = None,
+                  kinetic_mev: np.ndarray | None = None) -> Deposits:
+    """Split straight segments of electrons into steps of at most ``step_cm``.
+
+    Without ``rng`` the energy is shared evenly; with it (and each segment's electron kinetic
+    energy) each step's loss is sampled around its mean as in ``charged_pass`` (mean kept, so
+    energy is conserved on average over a shower, not step by step).
+    """
     length = np.linalg.norm(end - start, axis=1)
     n_steps = np.maximum(np.ceil(length / step_cm).astype(np.int64), 1)
     seg = np.repeat(np.arange(length.shape[0]), n_steps)
@@ -226,8 +232,17 @@ def line_deposits(start: np.ndarray, end: np.ndarray, energy_mev: np.ndarray, tr
     k = np.arange(seg.shape[0]) - first[seg]
     frac = (k + 0.5) / n_steps[seg]
     pos = start[seg] + (end - start)[seg] * frac[:, None]
-    return Deposits(pos[:, 0], pos[:, 1], pos[:, 2], t_us[seg], energy_mev[seg] / n_steps[seg],
-                    length[seg] / n_steps[seg], track_id[seg].astype(np.int32))
+    energy = energy_mev[seg] / n_steps[seg]
+    step = length[seg] / n_steps[seg]
+    if rng is not None and kinetic_mev is not None and seg.size:
+        kinetic = np.maximum(kinetic_mev[seg], 1e-3)
+        mass = np.full(seg.size, ph.ELECTRON_MASS_MEV)
+        p = ph.momentum_from_kinetic(kinetic, ph.ELECTRON_MASS_MEV)
+        beta2 = (p / (kinetic + ph.ELECTRON_MASS_MEV)) ** 2
+        xi = ph.landau_xi_mev(beta2, np.maximum(step, 1e-6))
+        mpv = _mpv_steps(kinetic, mass, step, xi, beta2)
+        energy = ph.sample_step_loss(rng, energy, xi, mpv, 0.5 * kinetic, beta2)
+    return Deposits(pos[:, 0], pos[:, 1], pos[:, 2], t_us[seg], energy, step, track_id[seg].astype(np.int32))
 
 
 def point_deposits(pos: np.ndarray, energy_mev: np.ndarray, track_id: np.ndarray, t_us: np.ndarray) -> Deposits:
