@@ -161,6 +161,9 @@ def test_branch_map_and_no_truth(tmp_path):
         assert set(e.hits) == {"wire", "tick", "integral", "rms", "peak"}
         assert list(e.hits["wire"]) == [3, 3, 900]
     assert parse_branch_map(["tick = hit_time"]) == {"tick": "hit_time"}
+    with pytest.raises(InputError, match="step size must be a positive number"):
+        import_root(src, tmp_path / "x.h5", step_size="lots")
+    assert not (tmp_path / "x.h5").exists()
     with pytest.raises(InputError, match="unknown column 'charge'"):
         parse_branch_map(["charge=q"])
 

@@ -269,15 +269,16 @@ def _chunk_to_columns(
         flat.pop("plane")
     n_wires, n_ticks = READOUT.n_wires, READOUT.n_ticks
     fail_at(wire >= n_wires, lambda i: f"hit wire {wire[i]} outside the {n_wires} collection wires (0..{n_wires - 1})")
-    tick = flat["tick"].astype(np.float64)
-    fail_at(~((tick >= 0) & (tick < n_ticks)), lambda i: f"hit tick {tick[i]:g} outside the readout window [0, {n_ticks})")
-    integral = flat["integral"].astype(np.float64)
-    fail_at(~(np.isfinite(integral) & (integral >= 0)), lambda i: f"hit integral {integral[i]:g} is not a finite non-negative number")
+    # Checked on the stored values (no float64 copies): a float32 tick of 5999.9995 is inside the window.
+    tick = flat["tick"].astype(np.float32, copy=False)
+    fail_at(~((tick >= 0) & (tick < n_ticks)), lambda i: f"hit tick {float(tick[i]):g} outside the readout window [0, {n_ticks})")
+    integral = flat["integral"].astype(np.float32, copy=False)
+    fail_at(~(np.isfinite(integral) & (integral >= 0)), lambda i: f"hit integral {float(integral[i]):g} is not a finite non-negative number")
     n_hits = len(wire)
     columns: dict[str, np.ndarray] = {
         "wire": wire.astype(np.uint16),
-        "tick": flat["tick"].astype(np.float32),
-        "integral": flat["integral"].astype(np.float32),
+        "tick": tick,
+        "integral": integral,
         "rms": flat["rms"].astype(np.float32) if "rms" in flat else np.full(n_hits, np.nan, np.float32),
         "peak": flat["peak"].astype(np.float32) if "peak" in flat else np.full(n_hits, np.nan, np.float32),
     }
@@ -301,6 +302,18 @@ def _chunk_to_columns(
     return columns, counts, scalars
 
 
+def _check_step_size(step_size: str | int) -> None:
+    """uproot's step_size: a positive number of entries, or a memory size such as "20 MB"."""
+    import re
+
+    if isinstance(step_size, (int, np.integer)) and not isinstance(step_size, bool):
+        if step_size > 0:
+            return
+    elif isinstance(step_size, str) and re.fullmatch(r"\s*[0-9]+(\.[0-9]+)?\s*(B|kB|KB|MB|GB|KiB|MiB|GiB)\s*", step_size):
+        return
+    raise InputError(f"step size must be a positive number of entries or a size such as '20 MB', got {step_size!r}")
+
+
 def _empty_particles() -> dict[str, np.ndarray]:
     return {name: np.zeros(0, dtype=dtype) for name, dtype in PARTICLE_COLUMNS.items()}
 
@@ -313,7 +326,7 @@ def import_root(
     layout: str = "auto",
     branch_map: Mapping[str, str] | None = None,
     truth: bool = True,
-    step_size: str | int = "50 MB",
+    step_size: str | int = "20 MB",
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Convert a ROOT hit dump into an events file; returns a summary dict.
@@ -329,6 +342,7 @@ def import_root(
     if layout not in LAYOUTS:
         raise InputError(f"unknown layout '{layout}' (choose from {', '.join(LAYOUTS)})")
     branch_map = dict(branch_map or {})
+    _check_step_size(step_size)
     root_file, ttree, tree_name = _open_tree(root_path, tree)
     try:
         try:

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(names: wire tpc plane tick integral rms peak label origin track_id pdg event run trigger)",
     )
     parser.add_argument("--no-truth", action="store_true", help="import as data: ignore label/origin/track_id/pdg branches")
-    parser.add_argument("--step-size", default="50 MB", help="how much of the tree to read at once (uproot step_size; default 50 MB)")
+    parser.add_argument("--step-size", default="20 MB", help="how much of the tree to read at once (uproot step_size, e.g. \"20 MB\" or a number of entries; default 20 MB)")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
 
 
