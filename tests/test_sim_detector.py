@@ -252,3 +252,32 @@ def test_bad_channels_are_distinct_and_reproducible():
     first = choose_bad_channels(np.random.SeedSequence(7), config, 1440)
     assert first == choose_bad_channels(np.random.SeedSequence(7), config, 1440)
     assert len(first.dead) == 8 and len(first.noisy) == 9 and not set(first.dead) & set(first.noisy)
+
+
+def test_coherent_noise_removal_brings_the_noise_back_to_the_incoherent_level():
+    status = ChannelStatus()
+    incoherent_only = ReadoutModel(ReadoutConfig(coherent_noise_rms_adc=0.0, n_dead_channels=0, n_noisy_channels=0), status)
+    with_coherent = ReadoutModel(ReadoutConfig(coherent_noise_rms_adc=3.0, n_dead_channels=0, n_noisy_channels=0), status)
+    zeros = np.zeros((1440, 6000), np.float32)
+    with_cnr = SignalProcessor(HitFindingConfig(), 48)
+    without_cnr = SignalProcessor(HitFindingConfig(coherent_noise_removal=False), 48)
+    alive = np.ones(1440, bool)
+    _, sigma_reference = without_cnr.process(incoherent_only.digitize(zeros, np.random.default_rng(1)), alive)
+    adc = with_coherent.digitize(zeros, np.random.default_rng(2))
+    _, sigma_removed = with_cnr.process(adc, alive)
+    _, sigma_kept = without_cnr.process(adc, alive)
+    # The board mean of 48 channels also holds 1/48 of each channel's own noise: sqrt(1 - 1/48).
+    assert np.median(sigma_removed) == pytest.approx(np.median(sigma_reference) * np.sqrt(1 - 1 / 48), rel=0.03)
+    assert np.median(sigma_kept) == pytest.approx(np.hypot(np.median(sigma_reference), 3.0 * np.median(sigma_reference) / 3.709), rel=0.03)
+
+
+def test_a_track_along_the_drift_is_cut_into_16_tick_hits_that_keep_its_charge():
+    z_wire_300 = 0.56 + 300 * 0.4792
+    along_drift = segment((-300, 300, z_wire_300), (-290, 300, z_wire_300), step_cm=0.05)  # 10 cm = 128 ticks
+    charge, hits = _hits_of(along_drift)
+    on_wire = hits["wire"] == 300
+    assert on_wire.sum() == pytest.approx((128 + 20) / 16, abs=2)  # 16-tick pieces over the pulse
+    widths = (hits["end"] - hits["start"])[on_wire]
+    assert widths.max() <= 40 and np.median(widths) == pytest.approx(16, abs=1.5)
+    assert hits["integral"][on_wire].sum() == pytest.approx(41.7 * charge_frame(charge)[300].sum(), rel=0.02)
+    assert np.all(np.diff(hits["tick"][on_wire]) > 8)

@@ -56,6 +56,10 @@ class HitFindingConfig:
     roi_extend_sigma: float = 2.0
     roi_pad_ticks: int = 3
     split_prominence_sigma: float = 3.0
+    # GausHitFinder's long-pulse handling (LArSoft hitfindermodules: LongPulseWidth 16 ticks): a
+    # hit longer than max_hit_ticks (twice a single pulse) is cut into pieces of about 16 ticks.
+    max_hit_ticks: int = 40
+    long_pulse_width_ticks: int = 16
     # Lower bound on the per-channel noise σ the thresholds use (ADC of the deconvolved frame; the
     # default noise gives ≈ 3.4): without noise, rounding alone would otherwise make hits.
     noise_floor_adc: float = 1.0
@@ -76,6 +80,8 @@ def validate_hitfinding_config(config: HitFindingConfig) -> None:
             raise InputError(f"hits.{name} must be a non-negative number, got {value}")
     if config.roi_extend_sigma > config.roi_threshold_sigma:
         raise InputError("hits.roi_extend_sigma must not exceed hits.roi_threshold_sigma")
+    if not 1 <= config.long_pulse_width_ticks <= config.max_hit_ticks:
+        raise InputError("hits.long_pulse_width_ticks must be between 1 and hits.max_hit_ticks")
     if not 0 <= config.roi_pad_ticks <= 100:
         raise InputError(f"hits.roi_pad_ticks must be between 0 and 100, got {config.roi_pad_ticks}")
 
@@ -228,6 +234,21 @@ def find_hits(deconvolved: np.ndarray, sigma: np.ndarray, config: HitFindingConf
     next_start = np.append(seg_starts[1:], np.iinfo(np.int64).max)
     seg_ends = np.minimum(next_start, ends[seg_roi])
 
+    # Long pulses (tracks along the drift, showers) are cut into equal hits of about
+    # long_pulse_width_ticks, as GausHitFinder does when one Gaussian cannot describe a pulse.
+    lengths = seg_ends - seg_starts
+    long = lengths > config.max_hit_ticks
+    long_starts, long_ends = seg_starts[long], seg_ends[long]
+    if long.any():
+        n_pieces = np.ceil(lengths[long] / config.long_pulse_width_ticks).astype(np.int64)
+        piece = np.arange(n_pieces.sum()) - np.repeat(np.cumsum(n_pieces) - n_pieces, n_pieces)
+        inner = piece > 0
+        cuts = np.repeat(seg_starts[long], n_pieces) + piece * np.repeat(lengths[long], n_pieces) // np.repeat(n_pieces, n_pieces)
+        seg_starts = np.sort(np.concatenate([seg_starts, cuts[inner]]))
+        seg_roi = np.searchsorted(starts, seg_starts, side="right") - 1
+        next_start = np.append(seg_starts[1:], np.iinfo(np.int64).max)
+        seg_ends = np.minimum(next_start, ends[seg_roi])
+
     # Sums over each segment on a compact copy of the ROI samples.
     lengths = seg_ends - seg_starts
     sample_index = np.repeat(seg_starts - np.cumsum(np.append(0, lengths[:-1])), lengths) + np.arange(lengths.sum())
@@ -243,19 +264,13 @@ def find_hits(deconvolved: np.ndarray, sigma: np.ndarray, config: HitFindingConf
     mean_local = first_moment / safe_weight
     rms = np.sqrt(np.maximum(second_moment / safe_weight - mean_local**2, 0.0))
 
-    # Peak: the highest candidate peak of each segment, refined by a parabola through its neighbours.
-    peak_seg = np.searchsorted(seg_starts, peaks, side="right") - 1
-    order = np.lexsort((-flat[peaks], peak_seg))
-    peak_seg_sorted = peak_seg[order]
-    first = np.ones(order.size, dtype=bool)
-    first[1:] = peak_seg_sorted[1:] != peak_seg_sorted[:-1]
-    best_peak = np.zeros(seg_starts.size, dtype=np.int64)
-    has_peak = np.zeros(seg_starts.size, dtype=bool)
-    best_peak[peak_seg_sorted[first]] = peaks[order][first]
-    has_peak[peak_seg_sorted[first]] = True
-    # Every segment holds a peak by construction; guard anyway so a segment without one is dropped.
-    seg_starts, seg_ends, best_peak = seg_starts[has_peak], seg_ends[has_peak], best_peak[has_peak]
-    integral, rms = integral[has_peak], rms[has_peak]
+    # Peak: the highest sample of each segment (the first if tied), refined by a parabola through
+    # its neighbours.
+    segment_of_sample = np.repeat(np.arange(seg_starts.size), lengths)
+    highest = np.maximum.reduceat(values, compact_starts)
+    at_max = np.flatnonzero(values == highest[segment_of_sample])
+    first_at_max = at_max[np.searchsorted(segment_of_sample[at_max], np.arange(seg_starts.size))]
+    best_peak = sample_index[first_at_max]
     y0, y1, y2 = flat[best_peak - 1], flat[best_peak], flat[best_peak + 1]
     curvature = y0 - 2.0 * y1 + y2
     shift = np.where(curvature < 0, 0.5 * (y0 - y2) / np.where(curvature < 0, curvature, -1.0), 0.0)
@@ -263,7 +278,12 @@ def find_hits(deconvolved: np.ndarray, sigma: np.ndarray, config: HitFindingConf
     peak_height = y1 - 0.25 * (y0 - y2) * shift
 
     wire = best_peak // row
-    tick = np.clip(best_peak % row - 1 + shift, 0.0, n_ticks - 1e-3)
+    tick = best_peak % row - 1 + shift
+    # Pieces of long pulses sit at their charge centroid (a plateau has no meaningful maximum).
+    parent = np.searchsorted(long_starts, seg_starts, side="right") - 1
+    piece_of_long = (parent >= 0) & (seg_starts < long_ends[np.maximum(parent, 0)]) if long_starts.size else np.zeros(seg_starts.size, bool)
+    tick = np.where(piece_of_long, (seg_starts - wire * row - 1) + mean_local, tick)
+    tick = np.clip(tick, 0.0, n_ticks - 1e-3)
     return {
         "wire": wire.astype(np.uint16),
         "tick": tick.astype(np.float32),
