@@ -11,7 +11,8 @@ Prints:
   not-beam hits);
 * after 320 × 320 max-pooled images of the selected events: the pixel class balance (1 beam : x
   not-beam : y background; 2018: 1 : ≈ 14 : ≈ 142), the median per-image weights, and the number of
-  cosmic and halo particles (primaries, counted by ancestry) with ≥ 10 hits per image;
+  cosmic and halo particles (primaries, their hits counted through ancestry) with ≥ 10 and with
+  ≥ 100 hits per image;
 * where the beam starts in the image: tick bin and wire bin of the beam primary's lowest-wire hit.
 """
 from __future__ import annotations
@@ -125,6 +126,7 @@ def event_statistics(path: Path) -> dict:
             primary_of_hit = np.where(matched, ancestor[track_row], -1)
             notbeam_primaries, counts = np.unique(primary_of_hit[hits["label"] == 2], return_counts=True)
             big = notbeam_primaries[counts >= 10]
+            long_tracks = notbeam_primaries[counts >= 100]
             beam_rows = hits["track_id"] == particles["track_id"][0]
             start = None
             if beam_rows.any():
@@ -134,6 +136,8 @@ def event_statistics(path: Path) -> dict:
                 "event": event.event_id, "beam_pdg": event.beam_pdg, "beam_hits": n_beam, "notbeam_hits": n_notbeam,
                 "noise_hits": int((hits["label"] == 0).sum()), "selected": selected,
                 "cosmic_tracks": int((particles["origin"][big] == 2).sum()), "halo_tracks": int((particles["origin"][big] == 3).sum()),
+                "notbeam_tracks_100_hits": int(long_tracks.size),
+                "cosmic_primaries_generated": int(((particles["parent_id"] < 0) & (particles["origin"] == 2)).sum()),
                 "beam_start_tick_bin": None if start is None else start[0], "beam_start_wire_bin": None if start is None else start[1],
             })
             if selected:
@@ -175,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     cosmic = [r["cosmic_tracks"] + r["halo_tracks"] for r in (selected or rows)]
     report["notbeam_tracks_per_image_median"] = float(np.median(cosmic))
     report["notbeam_tracks_per_image_range"] = [int(np.min(cosmic)), int(np.max(cosmic))]
+    report["notbeam_tracks_with_100_hits_median"] = float(np.median([r["notbeam_tracks_100_hits"] for r in (selected or rows)]))
+    report["cosmic_primaries_generated_median"] = float(np.median([r["cosmic_primaries_generated"] for r in rows]))
     starts = [(r["beam_start_tick_bin"], r["beam_start_wire_bin"]) for r in rows if r["beam_start_tick_bin"] is not None]
     report["beam_start_tick_bin_median"] = float(np.median([s[0] for s in starts]))
     report["beam_start_wire_bin_median"] = float(np.median([s[1] for s in starts]))
