@@ -242,3 +242,24 @@ def test_validate_finds_bad_values_written_behind_our_back(tmp_path, mc_events):
         h5["hits/offsets"][3] = 100
     with pytest.raises(InputError, match="offsets decrease"):
         validate_events_file(path)
+
+
+def corrupt_first_chunk(path, dataset="hits/integral"):
+    """Overwrite bytes inside the first stored chunk of a dataset (a damaged disk block)."""
+    with h5py.File(path) as h5:
+        info = h5[dataset].id.get_chunk_info(0)
+    raw = bytearray(path.read_bytes())
+    raw[info.byte_offset + 10 : info.byte_offset + 40] = bytes(range(30))
+    path.write_bytes(bytes(raw))
+
+
+def test_damaged_chunk_is_an_input_error_not_wrong_hits(tmp_path, mc_events):
+    path = tmp_path / "events.h5"
+    write(path, mc_events)
+    corrupt_first_chunk(path)
+    with pytest.raises(InputError, match="hit data cannot be read, the file is corrupt"):
+        validate_events_file(path)
+    with open_events(path) as f:  # the index still opens; reading the damaged column fails cleanly
+        with pytest.raises(InputError, match=f"{path}: hit data cannot be read"):
+            f.read(0)
+        assert len(f.read_hit_columns(0, ["wire"])["wire"]) == 120

@@ -283,6 +283,17 @@ def _truncated_events(tmp_path):
     return cut
 
 
+def _damaged_events(tmp_path):
+    """An events file with bytes overwritten inside the first chunk of /hits/tick."""
+    path = make_events_file(tmp_path / "damaged.h5")
+    with h5py.File(path) as h5:
+        info = h5["hits/tick"].id.get_chunk_info(0)
+    raw = bytearray(path.read_bytes())
+    raw[info.byte_offset + 10 : info.byte_offset + 40] = bytes(range(30))
+    path.write_bytes(bytes(raw))
+    return path
+
+
 @pytest.mark.parametrize(
     "make_input, extra, message",
     [
@@ -291,6 +302,7 @@ def _truncated_events(tmp_path):
         (_truncated_events, [], "truncated or corrupt"),
         (lambda p: write_images(p / "i.h5", np.zeros((1, 4, 4)), None, [0], [0]), [],
          "is a 'protoseg-images' file, expected a 'protoseg-events' file"),
+        (_damaged_events, [], "hit data cannot be read, the file is corrupt"),
         (lambda p: make_events_file(p / "e.h5"), ["--size", "0", "320"], "impossible image size 0x320"),
         (lambda p: make_events_file(p / "e.h5"), ["--size", "6001", "320"], "impossible image size 6001x320"),
         (lambda p: make_events_file(p / "e.h5"), ["--split", "10", "2", "1"], "asks for 13 images (10 + 2 + 1) but only 6 events pass"),

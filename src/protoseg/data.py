@@ -138,11 +138,14 @@ class ImageDataset(Dataset):
         position, epoch = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), 0)
         index = int(self.indices[position])
         h5 = self._file()
-        adc = np.asarray(h5["adc"][index], dtype=np.float32)
-        if self.has_labels:
-            label = np.asarray(h5["label"][index]).astype(np.int64)
-        else:
-            label = np.full(adc.shape, -1, dtype=np.int64)
+        try:
+            adc = np.asarray(h5["adc"][index], dtype=np.float32)
+            if self.has_labels:
+                label = np.asarray(h5["label"][index]).astype(np.int64)
+            else:
+                label = np.full(adc.shape, -1, dtype=np.int64)
+        except OSError as exc:
+            raise InputError(f"image {index} cannot be read, the file is corrupt ({str(exc).strip()})", self.path) from None
         if self.augment or self.crop_size is not None:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, index]))
             if self.crop_size is not None:

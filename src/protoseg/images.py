@@ -526,12 +526,13 @@ def _create_image_datasets(h5, n_images: int, height: int, width: int, with_labe
     # One image per chunk: a dataset reader touches exactly the images it asks for. LZF: images are
     # mostly empty, compress ~10x, and decompress far faster than gzip for the training loader.
     chunks = (1, height, width) if n_images else None
+    # Fletcher-32: a damaged image is a read error, not silently wrong pixels.
     adc = h5.create_dataset("adc", shape=(n_images, height, width), dtype=np.float32, chunks=chunks,
-                            compression="lzf" if n_images else None)
+                            compression="lzf" if n_images else None, fletcher32=bool(n_images))
     label = None
     if with_labels:
         label = h5.create_dataset("label", shape=(n_images, height, width), dtype=np.uint8, chunks=chunks,
-                                  compression="lzf" if n_images else None)
+                                  compression="lzf" if n_images else None, fletcher32=bool(n_images))
     return adc, label
 
 
@@ -553,6 +554,7 @@ def _fill_images(events, positions, columns, adc_ds, label_ds, size, pooling, la
     for i, hits in events.iter_hit_columns(columns, int(positions[0]), int(positions[-1]) + 1, chunk_events):
         if not wanted[i]:
             continue
+        _check_hit_values(hits, int(events.event_ids[i]), events.path)
         event_to_image(hits, size, pooling, label_scheme, spread_rms, drop_noise,
                        out=(adc_block[filled], label_block[filled]))
         filled += 1
@@ -571,6 +573,23 @@ def _fill_images(events, positions, columns, adc_ds, label_ds, size, pooling, la
         written += filled
     if show:
         print(f"\rimages: {written}/{n_images}", file=sys.stderr, flush=True)
+
+
+def _check_hit_values(hits: dict[str, np.ndarray], event_id: int, path: Path) -> None:
+    """The checks of the events writer on the columns an image needs (a file may come from elsewhere)."""
+    where = f"event {event_id}"
+    if len(hits["wire"]) == 0:
+        return
+    if int(hits["wire"].max()) >= READOUT.n_wires:
+        raise InputError(f"{where}: hit wire {int(hits['wire'].max())} outside the {READOUT.n_wires} collection wires", path)
+    tick = hits["tick"]
+    if not ((tick >= 0) & (tick < READOUT.n_ticks)).all():
+        raise InputError(f"{where}: hit tick outside the readout window [0, {READOUT.n_ticks})", path)
+    integral = hits["integral"]
+    if not (np.isfinite(integral) & (integral >= 0)).all():
+        raise InputError(f"{where}: hit integral that is not a finite non-negative number", path)
+    if "label" in hits and hits["label"].max() > 2:
+        raise InputError(f"{where}: hit label {int(hits['label'].max())} is not 0, 1 or 2", path)
 
 
 def _write_attrs(h5, attrs: dict[str, Any]) -> None:
