@@ -228,3 +228,35 @@ def test_truncated_root_and_wrong_tree(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["full.root", f"truncated{len(data) // 2}.root", "truncated2000.root", "x.h5"]
     )
+
+
+def test_root_dump_to_max_pooled_images_matches_an_independent_computation(tmp_path, capsys):
+    """The acceptance check of issue #2: flat dump -> import-root -> images, against a plain loop."""
+    rng = np.random.default_rng(2018)
+    counts = np.array([900, 1400, 700])
+    n = int(counts.sum())
+    columns = {
+        "wire": rng.integers(0, 1440, n).astype(np.int32),
+        "peak_time": rng.uniform(0, 6000, n).astype(np.float32),
+        "integral": rng.integers(1, 60, n).astype(np.float32),  # ties happen: the first hit keeps the pixel
+        "label": rng.integers(0, 3, n).astype(np.int32),
+    }
+    src = write_flat(tmp_path / "dump.root", columns=columns, counts=counts)
+    events_path, images_path = tmp_path / "events.h5", tmp_path / "images.h5"
+    assert main(["import-root", str(src), "-o", str(events_path), "--quiet"]) == 0
+    assert main(["images", str(events_path), "-o", str(images_path), "--size", "64", "48",
+                 "--min-beam-hits", "0", "--min-notbeam-hits", "0", "--split", "1", "0", "0"]) == 0
+    capsys.readouterr()
+    with uproot.open(src) as f:
+        arrays = f["hits"].arrays(["event", "wire", "peak_time", "integral", "label"], library="np")
+    with h5py.File(images_path) as h5:
+        adc, label, event_id = h5["adc"][...], h5["label"][...], h5["event_id"][...]
+    assert list(event_id) == list(arrays["event"])
+    for k in range(len(counts)):
+        ref_adc = np.zeros((64, 48), np.float32)
+        ref_label = np.zeros((64, 48), np.uint8)
+        for w, t, q, lab in zip(arrays["wire"][k], arrays["peak_time"][k], arrays["integral"][k], arrays["label"][k]):
+            r, c = int(float(t) * 64 // 6000), int(int(w) * 48 // 1440)
+            if q > ref_adc[r, c]:
+                ref_adc[r, c], ref_label[r, c] = q, lab
+        assert np.array_equal(adc[k], ref_adc) and np.array_equal(label[k], ref_label)
