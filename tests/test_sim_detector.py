@@ -236,7 +236,8 @@ def test_mip_hits_with_default_noise_and_no_fake_hits_elsewhere():
 def test_truth_matching_takes_the_particle_with_most_charge():
     particles = {"track_id": np.array([1, 5, 9], np.int32), "pdg": np.array([211, 13, 11], np.int32),
                  "origin": np.array([1, 2, 1], np.uint8)}
-    hits = {"wire": np.array([10, 10, 11, 12], np.uint16), "start": np.array([100, 200, 100, 100], np.int32),
+    hits = {"wire": np.array([10, 10, 11, 12], np.uint16), "tick": np.array([110, 210, 110, 110], np.float32),
+            "start": np.array([100, 200, 100, 100], np.int32),
             "end": np.array([120, 220, 120, 120], np.int32)}
     truth = TruthCharge(wire=np.array([10, 10, 10, 10, 11, 11]), tick=np.array([105, 110, 205, 300, 110, 111]),
                         particle_row=np.array([0, 1, 1, 2, 2, 0]), electrons=np.array([100.0, 300.0, 50.0, 1e6, 80.0, 70.0]))
@@ -281,3 +282,12 @@ def test_a_track_along_the_drift_is_cut_into_16_tick_hits_that_keep_its_charge()
     assert widths.max() <= 40 and np.median(widths) == pytest.approx(16, abs=1.5)
     assert hits["integral"][on_wire].sum() == pytest.approx(41.7 * charge_frame(charge)[300].sum(), rel=0.02)
     assert np.all(np.diff(hits["tick"][on_wire]) > 8)
+
+
+def test_a_hit_on_a_pulse_tail_takes_the_nearest_cloud_within_the_margin():
+    particles = {"track_id": np.array([4], np.int32), "pdg": np.array([13], np.int32), "origin": np.array([2], np.uint8)}
+    hits = {"wire": np.array([7, 7], np.uint16), "tick": np.array([110.0, 160.0], np.float32),
+            "start": np.array([105, 150], np.int32), "end": np.array([115, 170], np.int32)}
+    truth = TruthCharge(wire=np.array([7]), tick=np.array([100]), particle_row=np.array([0]), electrons=np.array([5e4]))
+    matched = match_truth(hits, truth, particles)
+    assert list(matched["track_id"]) == [4, -1] and list(matched["label"]) == [2, 0]

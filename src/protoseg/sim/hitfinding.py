@@ -306,11 +306,17 @@ class TruthCharge:
 
 
 def match_truth(
-    hits: dict[str, np.ndarray], truth: TruthCharge, particles: dict[str, np.ndarray], n_ticks: int = READOUT.n_ticks
+    hits: dict[str, np.ndarray],
+    truth: TruthCharge,
+    particles: dict[str, np.ndarray],
+    n_ticks: int = READOUT.n_ticks,
+    margin_ticks: int = 12,
 ) -> dict[str, np.ndarray]:
     """Per hit: label, origin, track_id, pdg of the particle with the most charge in the hit's tick
-    window on its wire. Hits without truth charge are noise (0, 0, -1, 0). Beam-origin particles
-    (the beam primary and all its descendants) give label 1, cosmics and halo label 2."""
+    window on its wire. A hit with no cloud centred in its window (a piece of a pulse's tail) takes
+    the particle of the nearest cloud on its wire within ``margin_ticks`` (the half-width of a
+    filtered pulse); hits with neither are noise (0, 0, -1, 0). Beam-origin particles (the beam
+    primary and all its descendants) give label 1, cosmics and halo label 2."""
     n_hits = hits["wire"].size
     label = np.zeros(n_hits, np.uint8)
     origin = np.full(n_hits, ORIGIN_NOISE, np.uint8)
@@ -334,6 +340,20 @@ def match_truth(
         first = np.ones(best.size, dtype=bool)
         first[1:] = pair_hit[best][1:] != pair_hit[best][:-1]
         matched_hit, matched_row = pair_hit[best][first], pair_row[best][first]
+        unmatched = np.ones(n_hits, dtype=bool)
+        unmatched[matched_hit] = False
+        if unmatched.any():
+            truth_order = np.argsort(truth_key, kind="stable")
+            sorted_truth = truth_key[truth_order]
+            lonely = np.flatnonzero(unmatched)
+            centre = hits["wire"][lonely].astype(np.int64) * n_ticks + np.rint(hits["tick"][lonely]).astype(np.int64)
+            after = np.minimum(np.searchsorted(sorted_truth, centre), sorted_truth.size - 1)
+            before = np.maximum(after - 1, 0)
+            nearest = np.where(np.abs(sorted_truth[after] - centre) <= np.abs(sorted_truth[before] - centre), after, before)
+            close = (np.abs(sorted_truth[nearest] - centre) <= margin_ticks) & (
+                sorted_truth[nearest] // n_ticks == hits["wire"][lonely].astype(np.int64))
+            matched_hit = np.concatenate([matched_hit, lonely[close]])
+            matched_row = np.concatenate([matched_row, truth.particle_row[truth_order[nearest[close]]]])
         particle_origin = particles["origin"][matched_row].astype(np.uint8)
         origin[matched_hit] = particle_origin
         label[matched_hit] = np.where(particle_origin == ORIGIN_BEAM, 1, 2)
