@@ -35,6 +35,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from protoseg.errors import InputError
 
@@ -131,11 +132,32 @@ class _TransitionDown(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x, True)
+
+    def run(self, x: torch.Tensor, update_running_stats: bool) -> torch.Tensor:
+        """The transition; ``update_running_stats=False`` for a backward-pass recomputation."""
         if self.strided:
-            x = self.conv(self.norm(F.relu(x)))
+            x = self.conv(self._norm(F.relu(x), update_running_stats))
             return _dropout(x, self.dropout, self.training)
-        x = _dropout(self.conv(F.relu(self.norm(x))), self.dropout, self.training)
+        x = _dropout(self.conv(F.relu(self._norm(x, update_running_stats))), self.dropout, self.training)
         return F.max_pool2d(x, 2)
+
+    def _norm(self, x: torch.Tensor, update_running_stats: bool) -> torch.Tensor:
+        if update_running_stats or not self.training:
+            return self.norm(x)
+        # momentum 0 leaves the running statistics exactly as they are (the first run updated them)
+        return F.batch_norm(x, self.norm.running_mean, self.norm.running_var, self.norm.weight, self.norm.bias,
+                            True, 0.0, self.norm.eps)
+
+    def recomputed(self, x: torch.Tensor) -> torch.Tensor:
+        """Training forward that stores nothing but ``x``; backward reruns it (same dropout draws)."""
+        calls = [0]
+
+        def run_once_with_stats(inputs: torch.Tensor) -> torch.Tensor:
+            calls[0] += 1
+            return self.run(inputs, calls[0] == 1)
+
+        return checkpoint(run_once_with_stats, x, use_reentrant=False)
 
 
 class FCDenseNet(nn.Module):
@@ -262,16 +284,20 @@ class FCDenseNet(nn.Module):
         workspace = _Workspace()
         out = self.first_conv(x)
         skips = []
+        # Training: a transition down would store its BN, ReLU, conv, dropout and pooling outputs
+        # (several times its input); recompute them in backward instead.
+        recompute = self.training and torch.is_grad_enabled()
         for block, down in zip(self.down_blocks, self.transitions_down):
             out = _run_block(block, [out], workspace)
             skips.append(out)
-            out = down(out)
+            out = down.recomputed(out) if recompute else down(out)
         out = _run_block(self.bottleneck, [out], workspace)[:, self.bottleneck.in_channels:]
         n_up = len(self.up_blocks)
         for i, (up, block) in enumerate(zip(self.transitions_up, self.up_blocks)):
             out = _run_block(block, [up(out), skips[n_up - 1 - i]], workspace)
             if i < n_up - 1:
                 out = out[:, block.in_channels:]
+        workspace.release()  # backward allocates its own when it needs one
         return self.classifier(out)[:, :, :h, :w].contiguous()
 
 
@@ -288,6 +314,9 @@ class _Workspace:
         if self.storage is None or self.storage.numel() < size or self.storage.dtype != like.dtype:
             self.storage = torch.empty(size, dtype=like.dtype, device=like.device)
         return self.storage[:size].view(n, h, w, channels).permute(0, 3, 1, 2)
+
+    def release(self) -> None:
+        self.storage = None
 
 
 def _run_block(block: _DenseBlock, inputs: list[torch.Tensor], workspace: _Workspace) -> torch.Tensor:
