@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from protoseg.detector import ARGON, GEOMETRY, READOUT
+from protoseg.detector import ARGON, GEOMETRY
 from protoseg.errors import InputError
 from protoseg.sim.drift import DriftConfig, drift_deposits, recombination_fraction, validate_drift_config
 from protoseg.sim.hitfinding import HitFindingConfig, SignalProcessor, TruthCharge, find_hits, match_truth

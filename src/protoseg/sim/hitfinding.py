@@ -40,7 +40,9 @@ __all__ = [
     "validate_hitfinding_config",
 ]
 
-_PEDESTAL_STRIDE = 8  # ticks: the pedestal and noise estimates use every 8th sample (750 per channel)
+# The noise σ that sets the thresholds uses every 8th sample of the deconvolved frame (750 per
+# channel); the pedestal and the raw σ of the coherent-noise removal every 16th.
+_PEDESTAL_STRIDE = 8
 _CNR_SIGNAL_CUT_SIGMA = 4.0
 _CNR_BLOCK_TICKS = 8
 _CNR_PROTECT_BLOCKS = 3
@@ -138,7 +140,7 @@ class SignalProcessor:
         scale) and each channel's noise σ in it (0 for dead channels)."""
         n_wires, n_ticks = adc.shape
         raw = adc.astype(np.float32)
-        p16, pedestal = np.percentile(raw[:, ::_PEDESTAL_STRIDE], [15.865525, 50.0], axis=1)
+        p16, pedestal = np.percentile(raw[:, :: 2 * _PEDESTAL_STRIDE], [15.865525, 50.0], axis=1)
         raw -= pedestal.astype(np.float32)[:, None]
         raw[~alive] = 0.0
         if self.config.coherent_noise_removal:

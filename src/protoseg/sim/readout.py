@@ -217,7 +217,7 @@ def charge_frame(charge: DriftedCharge, readout: Readout = READOUT) -> np.ndarra
     n_wires, n_ticks = readout.n_wires, readout.n_ticks + 2 * FRAME_MARGIN_TICKS
     if len(charge) == 0:
         return np.zeros((n_wires, n_ticks), dtype=np.float32)
-    sqrt2 = np.sqrt(2.0)
+    sqrt2 = np.float32(np.sqrt(2.0))
     wire_weights = wire_sharing(charge)  # [n, 3]
     # Tick weights around the nearest sample.
     centre_tick = np.rint(charge.tick).astype(np.int64)
@@ -258,6 +258,7 @@ class ReadoutModel:
         channel_noise_scale[list(status.noisy)] = config.noisy_channel_noise_scale
         channel_noise_scale[list(status.dead)] = 0.0
         self.channel_noise_scale = channel_noise_scale
+        self.noise_sigma_per_channel = channel_noise_scale[:, None] * self.noise_sigma[None, :]  # [n_wires, n_bins]
         self.alive = np.ones(readout.n_wires, dtype=bool)
         self.alive[list(status.dead)] = False
 
@@ -273,15 +274,13 @@ class ReadoutModel:
         if self.config.noise:
             n_bins = spectrum.shape[1]
             noise = rng.standard_normal((n_wires, 2 * n_bins), dtype=np.float32).view(np.complex64)
-            noise *= self.noise_sigma[None, :]
-            noise *= self.channel_noise_scale[:, None]
+            noise *= self.noise_sigma_per_channel
             if self.config.coherent_noise_rms_adc > 0:
                 n_boards = n_wires // self.config.channels_per_board
                 coherent = rng.standard_normal((n_boards, 2 * n_bins), dtype=np.float32).view(np.complex64)
                 coherent *= self.coherent_sigma[None, :]
-                coherent = np.repeat(coherent, self.config.channels_per_board, axis=0)
-                coherent[~self.alive] = 0
-                noise += coherent
+                # One waveform per board, added to its channels (dead ones are flattened below).
+                noise.reshape(n_boards, self.config.channels_per_board, n_bins)[...] += coherent[:, None, :]
             spectrum += noise
         waveform = scipy.fft.irfft(spectrum, n=n_ticks, axis=1, workers=1)[:, margin : n_ticks - margin]
         waveform[~self.alive] = 0.0
