@@ -122,6 +122,28 @@ def test_protons_that_stop_have_the_pstar_range_when_hadronic_interactions_are_o
     assert lengths[stopped].mean() == pytest.approx(PROTON_CSDA_CM[200.0], rel=0.03)
 
 
+def test_a_batch_of_particles_keeps_each_particles_energy_and_steps_to_itself():
+    # pinned: steps past a particle's end were kept for every particle but the first of a pass
+    rng = np.random.default_rng(13)
+    n = 30
+    kinetic = np.linspace(20.0, 300.0, n)
+    movers = tr.Movers(np.arange(n), np.full(n, 2212, np.int32), np.tile([0.0, 300.0, 600.0], (n, 1)),
+                       np.tile([0.0, 0.0, 1.0], (n, 1)), kinetic, np.zeros(n), np.zeros(n), np.full(n, 1e9),
+                       np.full(n, np.inf))
+    config = TransportConfig(hadronic=False)
+    deposited = np.zeros(n)
+    while len(movers):
+        result = tr.charged_pass(rng, movers, config)
+        d = result.deposits
+        assert tr.inside_box(np.stack([d.x_cm, d.y_cm, d.z_cm], axis=1)).all()
+        deposited += np.bincount(d.track_id, weights=d.energy_mev, minlength=n)
+        assert result.delta_parent.size == 0  # Tmax < 1 MeV for protons below 400 MeV: no δ rays
+        movers = result.continuing
+    escaped = kinetic > float(ph.range_table(2212).kinetic_mev_of(94.2))  # range longer than the 94 cm to the wall
+    assert np.allclose(deposited[~escaped], kinetic[~escaped], rtol=1e-6)
+    assert np.all(deposited[escaped] < kinetic[escaped])
+
+
 def test_transported_500_mev_muons_range_out_at_the_groom_range():
     lengths, ends, _ = _track_lengths(13, 500.0, 40)
     assert set(ends) <= {"capture", "decay"}

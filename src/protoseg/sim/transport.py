@@ -431,9 +431,9 @@ def charged_pass(rng: np.random.Generator, movers: Movers, config) -> PassResult
     reason = np.full(n, 4)  # 0 stop, 1 escape, 2 interact, 3 decay, 4 continue
     reason[k_decay == k_end] = 3
     reason[k_interact == k_end] = 2
-    reason[k_escape == k_end] = 1
     reason[k_stop == k_end] = 0
-    kept = k <= k_end[seg]
+    reason[k_escape == k_end] = 1  # a step that ends outside the box leaves it, whatever else happens there
+    kept = np.arange(n_steps) <= k_end[seg]  # k_end holds flat step indices
     end_step_flag = np.zeros(n_steps, bool)
     end_step_flag[k_end] = True
     stop_step = end_step_flag & (reason[seg] == 0)
@@ -479,6 +479,7 @@ def charged_pass(rng: np.random.Generator, movers: Movers, config) -> PassResult
     # Final state of each particle after this pass.
     travelled = _segmented_cumsum(np.where(kept, step, 0.0), first, counts)[k_end]
     travelled = np.where(reason == 1, np.where(inside_box(pos_mid[k_end]), travelled, travelled - step[k_end]), travelled)
+    travelled = np.maximum(travelled, 0.0)  # rounding of a first step that leaves at once
     end_pos = pos_end[k_end]
     end_dir = d_after[k_end]
     end_t = t_end_us[k_end]
