@@ -78,6 +78,8 @@ def main() -> None:
     if args.channels_last:
         set_value(config, "trainer.channels_last", True)
     apply_overrides(config, args.set)
+    # No validation runs here, so nothing for ReduceLROnPlateau to watch; a schedule costs nothing measurable.
+    config["optim"]["schedule"] = "none"
     config = validate(config)
     batch_size = config["data"]["batch_size"]
     height, width = args.size or config["data"]["crop_size"] or (320, 320)
@@ -95,6 +97,10 @@ def main() -> None:
         label = torch.from_numpy(np.asarray(images.label[rows.tolist()]).astype(np.int64))
         class_names = list(images.class_names)
         height, width = adc.shape[-2:]
+    if config["loss"].get("weights") == "median":
+        from protoseg.images import class_balance
+
+        config["loss"]["weights"] = class_balance(label.numpy().astype(np.uint8), len(class_names))["median_weights"]
     x = torch.from_numpy(normalise(adc.numpy(), config["data"]["normalisation"]).astype(np.float32))[:, None]
     reps = -(-n_train // len(x))
     train_set = TensorDataset(x.repeat(reps, 1, 1, 1)[:n_train], label.repeat(reps, 1, 1)[:n_train])

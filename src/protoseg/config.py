@@ -71,7 +71,7 @@ DEFAULTS: dict[str, Any] = {
         "limit_train_batches": 1.0,
         "limit_val_batches": 1.0,
         "log_every_n_steps": 10,
-        "deterministic": True,  # true | false | "warn" (warn where an op has no deterministic kernel)
+        "deterministic": True,  # true (on GPUs: "warn", as some CUDA kernels have none) | false | "warn"
         "channels_last": False,
         "progress_bar": True,
         "benchmark": False,  # cudnn.benchmark; non-deterministic, faster on GPUs
@@ -175,6 +175,9 @@ def set_value(config: dict[str, Any], dotted_key: str, value: Any) -> None:
         raise InputError(f"--set: unknown configuration key '{dotted_key}' (known in this section: {', '.join(sorted(node))})")
     if isinstance(node.get(leaf), dict):
         raise InputError(f"--set: '{dotted_key}' is a section; set one of its keys")
+    if len(parts) == 2 and parts[0] in OPEN_SECTIONS and leaf == "name" and node.get("name") != value:
+        # Another model / loss: the options of the previous one do not apply to it.
+        node.clear()
     node[leaf] = value
 
 

@@ -308,6 +308,11 @@ def _build_trainer(config: dict[str, Any], run_dir: Path, callbacks: list, resum
         CSVLogger(save_dir=str(run_dir), name="csv"),  # a new version_K per start: Lightning's CSV writer truncates
     ]
     clip = trainer_cfg["gradient_clip_val"] or None
+    deterministic = trainer_cfg["deterministic"]
+    on_gpu = trainer_cfg["accelerator"] in ("gpu", "cuda") or (trainer_cfg["accelerator"] == "auto" and torch.cuda.is_available())
+    if deterministic is True and on_gpu:
+        # Some CUDA kernels (weighted nll_loss2d, ...) have no deterministic version: use one where it exists.
+        deterministic = "warn"
     try:
         return pl.Trainer(
             default_root_dir=str(run_dir),
@@ -325,7 +330,7 @@ def _build_trainer(config: dict[str, Any], run_dir: Path, callbacks: list, resum
             limit_train_batches=trainer_cfg["limit_train_batches"],
             limit_val_batches=trainer_cfg["limit_val_batches"],
             log_every_n_steps=trainer_cfg["log_every_n_steps"],
-            deterministic=trainer_cfg["deterministic"],
+            deterministic=deterministic,
             benchmark=trainer_cfg["benchmark"],
             enable_progress_bar=trainer_cfg["progress_bar"],
             enable_model_summary=not resumed,
