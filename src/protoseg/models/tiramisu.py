@@ -280,7 +280,10 @@ class FCDenseNet(nn.Module):
     def _forward_buffered(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[2], x.shape[3]
         m = self.pad_multiple
-        x = F.pad(x, [0, -w % m, 0, -h % m]).contiguous(memory_format=torch.channels_last)
+        x = F.pad(x, [0, -w % m, 0, -h % m])
+        # Explicit channels-last strides even for a 1-plane input (where .contiguous() keeps NCHW
+        # strides), so oneDNN returns the first conv's output channels-last too.
+        x = torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last).copy_(x)
         workspace = _Workspace()
         out = self.first_conv(x)
         skips = []
@@ -294,7 +297,9 @@ class FCDenseNet(nn.Module):
         out = _run_block(self.bottleneck, [out], workspace)[:, self.bottleneck.in_channels:]
         n_up = len(self.up_blocks)
         for i, (up, block) in enumerate(zip(self.transitions_up, self.up_blocks)):
-            out = _run_block(block, [up(out), skips[n_up - 1 - i]], workspace)
+            # A contiguous channels-last input keeps oneDNN's transposed conv output channels-last.
+            upsampled = up(out.contiguous(memory_format=torch.channels_last))
+            out = _run_block(block, [upsampled, skips[n_up - 1 - i]], workspace)
             if i < n_up - 1:
                 out = out[:, block.in_channels:]
         workspace.release()  # backward allocates its own when it needs one
