@@ -2,15 +2,17 @@
 
 Everything inside the active-volume box (``ACTIVE_BOX_MIN_CM`` .. ``ACTIVE_BOX_MAX_CM``) is liquid
 argon; a particle that leaves the box is no longer followed (end_process "escape"). Particles are
-moved in bulk: one *pass* advances every charged particle of a batch by up to its nominal range
-(or to just past the box), with all its steps built at once in flat arrays:
+moved in bulk: one *pass* advances every charged particle of a batch by up to half of its nominal
+range (electrons and short ranges: all of it; never much past the box), with all its steps built
+at once in flat arrays, and passes repeat until every particle has ended:
 
 * nominal kinetic energies along the path come from the CSDA range table (T at residual range);
 * each step's continuous loss is sampled (Landau / Gaussian, ``physics.sample_step_loss``) and
   δ-ray electrons above the threshold are made explicitly; the particle's actual energy is its
-  start energy minus the cumulative sum of both, so range straggling follows from the sampled
-  losses; where the actual energy runs out the particle stops, where the nominal range ends with
-  energy left the particle continues in a further pass;
+  start energy minus the cumulative sum of both; where it runs out the particle stops (the last
+  step ends at the residual range of what was left), otherwise the next pass starts from the
+  actual energy, which feeds the fluctuations back into the stopping power: range straggling
+  follows (≈ 1% of the range for protons, Bohr's value);
 * multiple scattering: Highland variance per step (``physics.highland_path_function``), kicks
   accumulated as a random walk in the tangent plane of the pass's start direction and mapped onto
   the sphere; positions are the cumulative sum of direction × step;
