@@ -329,3 +329,23 @@ def test_stats_refuses_events_file_and_empty_split(tmp_path, capsys):
     path = write_images(tmp_path / "i.h5", np.zeros((2, 4, 4)), np.zeros((2, 4, 4)), [0, 1], [0, 0])
     assert main(["stats", str(path), "--split", "test"]) == 2
     assert f"{path}: the test split is empty" in capsys.readouterr().err
+
+
+def test_selection_counts_with_empty_events(tmp_path):
+    """Beam / not-beam hit counts per event, with empty events first, in the middle and last."""
+    from protoseg.images import _hit_class_counts
+
+    empty_particles = {name: np.zeros(0, dtype=dtype) for name, dtype in PARTICLE_COLUMNS.items()}
+    labels_per_event = [[], [1, 1, 2], [], [2, 2, 2, 0, 1], []]
+    path = tmp_path / "e.h5"
+    with EventsWriter(path, config={}, is_mc=True) as writer:
+        for k, labels in enumerate(labels_per_event):
+            n = len(labels)
+            hits = {"wire": np.arange(n, dtype=np.uint16), "tick": np.ones(n, np.float32), "integral": np.ones(n, np.float32),
+                    "rms": np.ones(n, np.float32), "peak": np.ones(n, np.float32), "label": np.array(labels, np.uint8),
+                    "origin": np.array(labels, np.uint8), "track_id": np.zeros(n, np.int32), "pdg": np.zeros(n, np.int32)}
+            writer.append(Event(event_id=k, hits=hits, particles=empty_particles))
+    with open_events(path) as events:
+        for chunk in (1, 2, 256):
+            n_beam, n_not_beam = _hit_class_counts(events, chunk_events=chunk)
+            assert list(n_beam) == [0, 2, 0, 1, 0] and list(n_not_beam) == [0, 1, 0, 3, 0]

@@ -377,10 +377,16 @@ def _hit_class_counts(events, chunk_events: int = 256) -> tuple[np.ndarray, np.n
         stop = min(n_events, start + chunk_events)
         lo, hi = int(offsets[start]), int(offsets[stop])
         label = dataset[lo:hi]
-        bounds = offsets[start : stop + 1] - lo
+        starts = offsets[start:stop] - lo
+        counts = np.diff(offsets[start : stop + 1])
+        has_hits = counts > 0
+        if not has_hits.any():
+            continue
         for code, out in ((1, n_beam), (2, n_not_beam)):
-            cumulative = np.concatenate([[0], np.cumsum(label == code, dtype=np.int64)])
-            out[start:stop] = np.diff(cumulative[bounds])
+            # reduceat over 1-byte flags: no hit-sized integer temporaries. Empty events are skipped
+            # (reduceat would return the next event's first element for them).
+            flags = (label == code).view(np.uint8)
+            out[start:stop][has_hits] = np.add.reduceat(flags, starts[has_hits], dtype=np.int64)
     return n_beam, n_not_beam
 
 
