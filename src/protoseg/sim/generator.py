@@ -162,8 +162,9 @@ def validate_config(sources: SourceConfig, transport: TransportConfig) -> None:
             t_in, t_out = ray_box(pos[None, :], (d / np.linalg.norm(d))[None, :])
             if not (t_out[0] > max(t_in[0], 0.0)):
                 lo, hi = ACTIVE_BOX_MIN_CM, ACTIVE_BOX_MAX_CM
-                raise InputError(f"gun at ({pos[0]:g}, {pos[1]:g}, {pos[2]:g}) cm is outside the TPC active volume (x {lo[0]}..{hi[0]}, "
-                                 f"y {lo[1]}..{hi[1]}, z {lo[2]}..{hi[2]} cm) and aimed so that it never enters it")
+                raise InputError(f"gun at ({pos[0]:g}, {pos[1]:g}, {pos[2]:g}) cm is outside the TPC active volume "
+                                 f"(x {lo[0]}..{hi[0]}, y {lo[1]}..{hi[1]}, z {lo[2]}..{hi[2]} cm) "
+                                 "and aimed so that it never enters it")
     elif s.gun_momentum_gev is not None or s.gun_kinetic_mev is not None:
         raise InputError("a gun momentum or energy was given without a gun PDG code")
     _finite("step length", t.step_cm, positive=True)
@@ -208,7 +209,7 @@ class _Stack:
             origin = self.store.origin_of(parent)
         cfg = self.config
         is_e = np.abs(pdg) == 11
-        small = (parent >= 0) & (((is_e) & (kinetic < cfg.record_min_energy_mev))
+        small = (parent >= 0) & ((is_e & (kinetic < cfg.record_min_energy_mev))
                                  | ((pdg == 22) & (kinetic < cfg.photon_cut_mev)))
         if small.any():
             self.deposits.append(point_deposits(pos[small], kinetic[small], parent[small], t_us[small]))
@@ -233,7 +234,8 @@ class _Stack:
             m_pdg = rpdg[move]
             m = int(move.sum())
             lifetime = np.array([_LIFETIME_NS[int(p)] for p in m_pdg])
-            decay_budget = np.where(np.isfinite(lifetime), self.rng.exponential(1.0, m) * np.where(np.isfinite(lifetime), lifetime, 1.0), np.inf)
+            stable = ~np.isfinite(lifetime)
+            decay_budget = np.where(stable, np.inf, self.rng.exponential(1.0, m) * np.where(stable, 1.0, lifetime))
             self.pending.append(Movers(new_ids[move], m_pdg, pos[rec][move].copy(), direction[rec][move].copy(),
                                        kinetic[rec][move], t_us[rec][move].astype(float), np.zeros(m),
                                        self.rng.exponential(1.0, m), decay_budget))
