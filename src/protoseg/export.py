@@ -166,7 +166,9 @@ def export_model(model: torch.nn.Module, fmt: str, output: str | Path, opset: in
         worst = max(diffs.values())
         if not np.isfinite(worst) or worst > tolerance:
             raise InputError(f"{fmt} export differs from PyTorch by {worst:.3g} (> {tolerance:g}); not written", output)
-        if card:
-            # The card travels with the exported file: what it expects and returns.
-            Path(str(output) + ".json").write_text(json.dumps({**card, "export": {"format": fmt, "output": "softmax probabilities [N, C, H, W]", "max_abs_diff": diffs}}, indent=2) + "\n")
+    if card:
+        # The card travels with the exported file: what it expects and returns, and how close it is.
+        export_info = {"format": fmt, "output": "softmax probabilities [N, C, H, W]", "max_abs_diff": diffs, "tolerance": tolerance}
+        with atomic_output(Path(str(output) + ".json")) as tmp:
+            Path(tmp).write_text(json.dumps({**card, "export": export_info}, indent=2) + "\n")
     return ExportResult(output, fmt, diffs, tolerance)

@@ -1,0 +1,42 @@
+"""protoseg demo: says so (exit 2) without shipped weights; with them, runs the whole chain."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import h5py
+
+import protoseg.inference as inference
+from protoseg.cli import main
+
+from test_inference import tiny_weights
+
+
+def test_demo_without_shipped_weights_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(inference, "PRETRAINED_DIR", tmp_path / "empty")
+    assert main(["demo", "-o", str(tmp_path / "demo")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "shipped model 'default' is not in this installation" in err[0]
+    assert not (tmp_path / "demo").exists()
+
+
+def test_demo_runs_the_whole_chain(tmp_path, monkeypatch, capsys):
+    shipped = tmp_path / "pretrained"
+    weights = tiny_weights(tmp_path / "trained", size=64)
+    shipped.mkdir()
+    # what the lead does with a run folder: copy its two model files under the shipped name
+    shutil.copy(weights, shipped / "default.safetensors")
+    shutil.copy(weights.with_suffix(".json"), shipped / "default.json")
+    monkeypatch.setattr(inference, "PRETRAINED_DIR", shipped)
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "-n", "2"]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
+    assert metrics["n_images"] == 2 and metrics["model"] == "default"
+    assert f"{metrics['miou']:.4f}" in printed and str(out / "predictions.h5") in printed
+    with h5py.File(out / "predictions.h5") as handle:
+        assert handle["pred"].shape == (2, 64, 64)  # images made with the shipped model's settings
+        assert handle["hits/pred"].shape[0] == handle["hits/offsets"][-1] > 0
+    assert len(list((out / "displays").glob("*.png"))) == 2
+    for name in ("confusion.png", "iou.png", "event_best.png"):
+        assert (out / "evaluation" / name).is_file()
