@@ -391,10 +391,12 @@ def _hit_class_counts(events, chunk_events: int = 256) -> tuple[np.ndarray, np.n
 
 
 def _events_charge_scale(events) -> str:
+    # "hit_scale" is what `protoseg simulate` records; "charge_scale" any other producer.
     for source in (events.config, events.attrs):
-        value = source.get("charge_scale") if isinstance(source, dict) else None
-        if value:
-            return value if isinstance(value, str) else json.dumps(value)
+        for key in ("charge_scale", "hit_scale"):
+            value = source.get(key) if isinstance(source, dict) else None
+            if value:
+                return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     return "hit integral in ADC x tick, as stored in the events file (no rescaling)"
 
 
