@@ -5,8 +5,10 @@ Usage (heavy: run under the lock):
 
 For each worker count it runs the whole `simulate` path (beam + halo + cosmics, both drift volumes,
 1440 × 6000 samples with noise, signal processing, hits, truth matching, writing the events file)
-in a fresh process, and prints wall seconds per event, events per second, and the peak resident
-memory of the main process and of the largest worker (getrusage). It also times the stages of one
+in a fresh process, and prints wall seconds per event, events per second, CPU seconds per event
+(user + system of the main process and its workers: the cost per core, which other jobs on a shared
+machine do not inflate), and the peak resident memory of the main process and of the largest worker
+(getrusage; workers=1 runs in the main process). It also times the stages of one
 event in this process (truth, drift, charge frame, digitize, signal processing, hit finding, truth
 matching; best of 3) so the ≤ 1 s per event budget can be read stage by stage.
 """
@@ -26,13 +28,16 @@ _CHILD = r"""
 import json, resource, sys, time
 from protoseg.sim.simulate import simulate_events
 n, workers, seed, path = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-start = time.perf_counter()
+def cpu():
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+start, cpu_start = time.perf_counter(), cpu()
 summary = simulate_events(path, n, seed, workers=workers)
-seconds = time.perf_counter() - start
+seconds, cpu_seconds = time.perf_counter() - start, cpu() - cpu_start
 self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(json.dumps({"seconds": seconds, "hits": summary["hits"], "self_max_rss_mb": self_kb / 1024,
-                  "largest_child_max_rss_mb": children_kb / 1024}))
+print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "hits": summary["hits"],
+                  "self_max_rss_mb": self_kb / 1024, "largest_child_max_rss_mb": children_kb / 1024}))
 """
 
 
@@ -87,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             numbers = json.loads(result.stdout.strip().splitlines()[-1])
             per_event = numbers["seconds"] / args.events
             print(f"workers={workers}: {per_event:.3f} s/event wall ({args.events / numbers['seconds']:.2f} events/s), "
+                  f"{numbers['cpu_seconds'] / args.events:.3f} CPU s/event (all processes), "
                   f"{numbers['hits'] / args.events:.0f} hits/event, peak RSS main {numbers['self_max_rss_mb']:.0f} MB, "
                   f"largest worker {numbers['largest_child_max_rss_mb']:.0f} MB")
     return 0
