@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed training steps")
     parser.add_argument("--warmup", type=int, default=3, help="untimed training steps first")
     parser.add_argument("--eval-images", type=int, default=16)
+    parser.add_argument("--eval-size", type=int, nargs=2, default=(320, 320), metavar=("H", "W"), help="evaluation image size (synthetic; default 320 320)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
@@ -144,7 +145,10 @@ def main() -> None:
     network = module.model.to(args.device).eval()
     network.card = model_card(config, class_names, {"size": [height, width]}, model=network)
     predictor = Predictor(network, device=args.device, batch_size=batch_size)
-    raw = adc[: args.eval_images].numpy()
+    if args.synthetic:  # evaluation sees whole images even when training used crops
+        raw = synthetic_batch(args.eval_images, *args.eval_size, len(class_names), seed=1)[0].numpy()
+    else:
+        raw = adc[: args.eval_images].numpy()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (args.device == "cuda" and "bf16" in config["trainer"]["precision"]) else torch.autocast("cpu", enabled=False)
     if args.channels_last:
         network.to(memory_format=torch.channels_last)
@@ -170,6 +174,7 @@ def main() -> None:
         "memory_efficient": bool(config["model"].get("memory_efficient", False)),
         "batch_size": batch_size,
         "image_size": [int(height), int(width)],
+        "eval_image_size": list(raw.shape[-2:]),
         "train_images_per_s": round(train_ips, 3),
         "eval_images_per_s": round(eval_ips, 3),
         "torch": torch.__version__,

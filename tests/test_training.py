@@ -125,14 +125,14 @@ def test_train_writes_run_folder_logs_and_model_card(tmp_path):
 
 
 def test_resumed_run_matches_uninterrupted_run(tmp_path):
-    """A 'killed' run (1 epoch) started again to 3 epochs ends with the weights of a 3-epoch run."""
+    """A 'killed' run (1 epoch) started again to 2 epochs ends with the weights of a 2-epoch run."""
     from protoseg.training import train
 
     data = make_images(tmp_path / "images.h5")
-    train(tiny_config(data, tmp_path / "straight", "trainer.max_epochs=3"))
+    train(tiny_config(data, tmp_path / "straight", "trainer.max_epochs=2"))
     train(tiny_config(data, tmp_path / "killed", "trainer.max_epochs=1"))
     after_first_epoch = _weights(tmp_path / "killed" / "checkpoints" / "last.ckpt")
-    resumed = train(tiny_config(data, tmp_path / "killed", "trainer.max_epochs=3"))
+    resumed = train(tiny_config(data, tmp_path / "killed", "trainer.max_epochs=2"))
     assert resumed.resumed_from == tmp_path / "killed" / "checkpoints" / "last.ckpt"
     straight, again = _weights(tmp_path / "straight" / "checkpoints" / "last.ckpt"), _weights(tmp_path / "killed" / "checkpoints" / "last.ckpt")
     assert set(straight) == set(again)
@@ -154,10 +154,16 @@ def test_median_weights_are_the_training_split_class_balance(tmp_path):
     assert expected[1] > expected[2] > 1.0  # the beam blob is rarer than the tracks
 
 
-def test_fresh_run_refuses_a_used_run_folder(tmp_path):
+def test_used_run_folder_refuses_a_fresh_run_another_model_and_a_corrupt_checkpoint(tmp_path):
     from protoseg.training import train
 
     data = make_images(tmp_path / "images.h5")
     train(tiny_config(data, tmp_path / "run", "trainer.max_epochs=1", "trainer.limit_train_batches=1"))
     with pytest.raises(InputError, match="already holds checkpoints"):
         train(tiny_config(data, tmp_path / "run", "trainer.max_epochs=1"), resume=False)
+    with pytest.raises(InputError, match="cannot resume: trained with model"):
+        train(tiny_config(data, tmp_path / "run", "trainer.max_epochs=2", "model.growth_rate=6"))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(InputError, match="cannot resume: checkpoint is corrupt"):
+        train(tiny_config(data, tmp_path / "run", "trainer.max_epochs=2"))

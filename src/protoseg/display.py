@@ -99,11 +99,14 @@ def plot_event(
     if pred is not None:
         heading = "Prediction"
         if label is not None:
-            from protoseg.inference import per_image_miou
+            import torch
 
-            n = len(class_names)
-            confusion = np.bincount(np.asarray(label, dtype=np.int64).ravel() * n + np.asarray(pred, dtype=np.int64).ravel(), minlength=n * n).reshape(1, n, n)
-            heading += f" (mIoU {100 * float(per_image_miou(confusion)[0]):.1f})"
+            from protoseg.inference import per_image_miou
+            from protoseg.metrics import per_image_confusion
+
+            as_tensor = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64)[None])  # noqa: E731
+            confusion = per_image_confusion(as_tensor(pred), as_tensor(label), len(class_names))
+            heading += f" (mIoU {100 * float(per_image_miou(confusion.numpy())[0]):.1f})"
         _class_panel(axes[k], np.asarray(pred), class_names, heading, fig)
     for ax in axes:
         ax.set_xlabel("wire bin")

@@ -461,12 +461,9 @@ def _close(handle: Any) -> None:
 # ----------------------------------------------------------------------------------------------
 def per_image_miou(confusions: np.ndarray) -> np.ndarray:
     """Mean IoU of each image from its confusion matrix [N, C, C]; classes absent from truth and prediction are skipped."""
-    tp = np.diagonal(confusions, axis1=1, axis2=2).astype(np.float64)
-    union = confusions.sum(axis=2) + confusions.sum(axis=1) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_class = np.where(union > 0, tp / np.maximum(union, 1), np.nan)
-    counted = np.isfinite(per_class).sum(axis=1)
-    return np.where(counted > 0, np.nansum(per_class, axis=1) / np.maximum(counted, 1), np.nan)
+    from protoseg.metrics import iou
+
+    return torch.nanmean(iou(torch.as_tensor(np.asarray(confusions))), dim=-1).numpy()
 
 
 @dataclass
@@ -521,7 +518,7 @@ class Evaluation:
 def evaluate(model: torch.nn.Module, images_path: str | Path, split: str = "test", batch_size: int = 4, device: str = "cpu", progress: bool = True) -> Evaluation:
     """Confusion matrices (pooled and per image) of ``model`` on one split of an image file."""
     from protoseg.images import open_images
-    from protoseg.metrics import confusion_matrix
+    from protoseg.metrics import per_image_confusion
 
     path = Path(images_path)
     predictor = Predictor(model, device=device, batch_size=batch_size)
@@ -539,9 +536,7 @@ def evaluate(model: torch.nn.Module, images_path: str | Path, split: str = "test
             rows = index[part].tolist()
             pred, _ = predictor.predict(np.asarray(images.adc[rows], dtype=np.float32))
             label = torch.from_numpy(np.asarray(images.label[rows]).astype(np.int64))
-            pred_t = torch.from_numpy(pred.astype(np.int64))
-            for j in range(len(rows)):
-                confusions[part.start + j] = confusion_matrix(pred_t[j], label[j], n_classes).numpy()
+            confusions[part] = per_image_confusion(torch.from_numpy(pred.astype(np.int64)), label, n_classes).numpy()
             if progress:
                 print(f"\revaluated {part.stop}/{len(index)}", end="", flush=True)
         if progress:

@@ -84,7 +84,9 @@ class SegmentationModule(pl.LightningModule):
         self.channels_last = bool(config["trainer"].get("channels_last", False))
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.register_buffer("_val_confusion", torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64), persistent=False)
+        from protoseg.metrics import SegmentationMetrics
+
+        self.val_metrics = SegmentationMetrics(self.num_classes)
         self.last_val_metrics: dict[str, Any] = {}
 
     # -- steps ---------------------------------------------------------------------------------
@@ -105,25 +107,18 @@ class SegmentationModule(pl.LightningModule):
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=x.shape[0], sync_dist=True)
         return loss
 
-    def on_validation_epoch_start(self) -> None:
-        self._val_confusion.zero_()
-
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        from protoseg.metrics import confusion_matrix
-
         x, y = batch
         logits = self(x)
         loss = self.loss(logits.float(), y)
         self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=x.shape[0], sync_dist=True)
-        self._val_confusion += confusion_matrix(logits.argmax(1), y, self.num_classes).to(self._val_confusion.device)
+        self.val_metrics.update(logits, y)
 
     def on_validation_epoch_end(self) -> None:
-        from protoseg.metrics import iou
-
-        confusion = self._val_confusion.clone()
-        if self.trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(confusion)  # pixel counts add up over ranks
-        per_class = iou(confusion.cpu()).double()
+        # compute() sums the confusion matrices of all DDP ranks: the IoUs are those of the whole split.
+        result = self.val_metrics.compute()
+        self.val_metrics.reset()
+        per_class = result["iou"].double().cpu()
         miou = float(torch.nanmean(per_class))
         self.log("val_miou", miou, prog_bar=True, sync_dist=False)
         for name, value in zip(self.class_names, per_class.tolist()):
@@ -133,7 +128,8 @@ class SegmentationModule(pl.LightningModule):
             "step": int(self.global_step),
             "miou": miou,
             "iou": {name: float(v) for name, v in zip(self.class_names, per_class.tolist())},
-            "confusion": confusion.cpu().tolist(),
+            "miou_per_image": float(result["miou_per_image"]),
+            "confusion": result["confusion"].cpu().tolist(),
         }
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -299,6 +295,21 @@ def _median_weights(path: Path, num_classes: int, block: int = 64) -> list[float
         return [float(w) for w in class_balance(blocks, num_classes)["median_weights"]]
 
 
+def _check_resumable(checkpoint_path: Path, config: dict[str, Any], class_names: list[str]) -> None:
+    """Refuse to resume a checkpoint that is corrupt, or of another network or class list than this run."""
+    try:
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # pickle.UnpicklingError (refused globals), RuntimeError / EOFError (corrupt)
+        raise InputError(f"cannot resume: checkpoint is corrupt or not plain data ({exc.__class__.__name__})", checkpoint_path) from None
+    saved = (checkpoint.get("hyper_parameters") or {}) if isinstance(checkpoint, dict) else {}
+    if "config" not in saved or "class_names" not in saved:
+        raise InputError("cannot resume: not a protoseg training checkpoint", checkpoint_path)
+    if list(saved["class_names"]) != list(class_names):
+        raise InputError(f"cannot resume: trained on classes {saved['class_names']}, the data has {class_names}; choose a new --out", checkpoint_path)
+    if saved["config"]["model"] != config["model"]:
+        raise InputError(f"cannot resume: trained with model {saved['config']['model']}, asked for {config['model']}; choose a new --out", checkpoint_path)
+
+
 def _build_trainer(config: dict[str, Any], run_dir: Path, callbacks: list, resumed: bool) -> pl.Trainer:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -349,7 +360,7 @@ def train(config: dict[str, Any], resume: bool = True) -> TrainResult:
     """Train the network of ``config`` in the run folder ``config['out']``; resume there if it holds a last checkpoint."""
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
-    from protoseg.data import ImageDataModule, normalise
+    from protoseg.data import ImageDataModule
 
     config = validate(config)
     data_cfg = config["data"]
@@ -357,10 +368,6 @@ def train(config: dict[str, Any], resume: bool = True) -> TrainResult:
         raise InputError("no training data: give --data IMAGES.h5 or set data.path in the configuration")
     data_path = Path(data_cfg["path"])
     class_names, data_info = _data_info(data_path)
-    try:
-        normalise(np.ones((1, 2, 2), dtype=np.float32), data_cfg["normalisation"])
-    except (ValueError, KeyError) as exc:
-        raise InputError(f"configuration 'data.normalisation' = {data_cfg['normalisation']!r}: {exc}") from None
     if config["loss"].get("weights") == "median":
         config["loss"]["weights"] = _median_weights(data_path, len(class_names))
         data_info["class_weights"] = "median class-frequency weights of the training split"
@@ -378,6 +385,9 @@ def train(config: dict[str, Any], resume: bool = True) -> TrainResult:
     hpc = sorted(run_dir.glob("hpc_ckpt_*.ckpt"), key=lambda p: p.stat().st_mtime)
     if resume and hpc and (resume_from is None or hpc[-1].stat().st_mtime > resume_from.stat().st_mtime):
         resume_from = hpc[-1]
+
+    if resume_from is not None:
+        _check_resumable(resume_from, config, class_names)
 
     pl.seed_everything(config["seed"], workers=True, verbose=False)
     module = SegmentationModule(config, class_names, data_info)
