@@ -38,7 +38,7 @@ def make_images(path: Path, n_train: int = 8, n_val: int = 2, n_test: int = 2, s
 def tiny_config(data: Path, out: Path, *overrides: str) -> dict:
     config = load_config(Path(__file__).parents[1] / "configs" / "cpu.yaml")
     common = [f"data.path={data}", f"out={out}", *TINY_MODEL, "data.batch_size=3", "data.num_workers=0", "trainer.accelerator=cpu",
-              "trainer.devices=1", "trainer.progress_bar=false", "optim.lr=1e-3", "optim.schedule=plateau", "data.crop_size=null"]
+              "trainer.devices=1", "trainer.progress_bar=false", "optim.lr=1e-3", "optim.schedule=plateau", "data.crop_size=null", "trainer.log_every_n_steps=1"]
     return validate(apply_overrides(config, [*common, *overrides]))
 
 

@@ -385,8 +385,14 @@ def _image_batches(path: Path, predictor: Predictor, split: str | None) -> tuple
     from protoseg.images import open_images
 
     images = open_images(path)
-    _check_classes(predictor.class_names, list(images.class_names), path)
-    index = images.indices(split)
+    try:
+        _check_classes(predictor.class_names, list(images.class_names), path)
+        index = images.indices(split)
+    except InputError:
+        images.close()
+        raise
+    if len(index) == 0:
+        images.close()  # predict_file refuses it; the generator below would never run to close it
     has_truth = images.label is not None
     size = images.size
     event_ids = images.event_id
@@ -417,6 +423,8 @@ def _event_batches(path: Path, predictor: Predictor) -> tuple[Iterator[dict], di
     spread_rms, drop_noise = bool(image.get("spread_rms", False)), bool(image.get("drop_noise", False))
     n = len(events)
     has_truth = bool(events.is_mc)
+    if n == 0:
+        events.close()
 
     def generate() -> Iterator[dict]:
         try:
