@@ -8,7 +8,8 @@ Prints:
   deconvolved frame; S/N of a MIP (4 GeV/c muon gun near the anode, perpendicular to the wires):
   raw peak over raw RMS, and hit peak over the deconvolved noise;
 * per event: beam and not-beam hits; the fraction passing the 2018 selection (≥ 2000 beam and ≥ 2000
-  not-beam hits);
+  not-beam hits), with protoseg's labels and with the 2018 rule (hits of particles that are not
+  generator primaries, EM daughters mapped to their parent, dropped);
 * after 320 × 320 max-pooled images of the selected events: the pixel class balance (1 beam : x
   not-beam : y background; 2018: 1 : ≈ 14 : ≈ 142), the median per-image weights, and the number of
   cosmic and halo particles (primaries, their hits counted through ancestry) with ≥ 10 and with
@@ -47,6 +48,30 @@ def primary_ancestor(particles: dict[str, np.ndarray]) -> np.ndarray:
             break
         ancestor = np.where(moving, up, ancestor)
     return ancestor
+
+
+EM_PROCESSES = ("delta", "brem", "compt", "annihil", "conv", "phot")
+
+
+def first_non_em_ancestor(particles: dict[str, np.ndarray]) -> np.ndarray:
+    """Row of each particle's first ancestor (itself included) not made by an EM process: the particle
+    whose hits the 2018 study credited with it ("EM daughters map to their parent")."""
+    track_id = particles["track_id"].astype(np.int64)
+    parent_id = particles["parent_id"].astype(np.int64)
+    order = np.argsort(track_id)
+    parent_row = np.full(track_id.size, -1, np.int64)
+    has_parent = parent_id >= 0
+    pos = np.minimum(np.searchsorted(track_id[order], parent_id[has_parent]), track_id.size - 1)
+    found = track_id[order][pos] == parent_id[has_parent]
+    parent_row[np.flatnonzero(has_parent)[found]] = order[pos[found]]
+    em_made = np.isin(particles["process"].astype(str), EM_PROCESSES)
+    root = np.arange(track_id.size)
+    for _ in range(64):
+        up = np.where(em_made[root] & (parent_row[root] >= 0), parent_row[root], root)
+        if np.array_equal(up, root):
+            break
+        root = up
+    return root
 
 
 def noise_and_signal_to_noise(seed: int) -> dict:
@@ -119,6 +144,13 @@ def event_statistics(path: Path) -> dict:
             n_beam = int((hits["label"] == 1).sum())
             n_notbeam = int((hits["label"] == 2).sum())
             selected = n_beam >= 2000 and n_notbeam >= 2000
+            # The 2018 rule: hits whose particle (after mapping EM daughters to their parent) is not a
+            # generator primary were dropped, so only the primary's own hits counted as beam.
+            root = first_non_em_ancestor(particles)
+            rows_of_hits = np.clip(np.searchsorted(particles["track_id"], hits["track_id"]), 0, particles["track_id"].size - 1)
+            kept_2018 = (hits["track_id"] < 0) | (particles["parent_id"][root[rows_of_hits]] < 0)
+            selected_2018 = (int(((hits["label"] == 1) & kept_2018).sum()) >= 2000
+                             and int(((hits["label"] == 2) & kept_2018).sum()) >= 2000)
             ancestor = primary_ancestor(particles)
             track_row = np.searchsorted(particles["track_id"], hits["track_id"])  # track ids are sorted rows
             track_row = np.clip(track_row, 0, particles["track_id"].size - 1)
@@ -134,7 +166,7 @@ def event_statistics(path: Path) -> dict:
                 start = (float(hits["tick"][first]) * 320 / 6000, float(hits["wire"][first]) * 320 / 1440)
             rows.append({
                 "event": event.event_id, "beam_pdg": event.beam_pdg, "beam_hits": n_beam, "notbeam_hits": n_notbeam,
-                "noise_hits": int((hits["label"] == 0).sum()), "selected": selected,
+                "noise_hits": int((hits["label"] == 0).sum()), "selected": selected, "selected_2018_rule": selected_2018,
                 "cosmic_tracks": int((particles["origin"][big] == 2).sum()), "halo_tracks": int((particles["origin"][big] == 3).sum()),
                 "notbeam_tracks_100_hits": int(long_tracks.size),
                 "cosmic_primaries_generated": int(((particles["parent_id"] < 0) & (particles["origin"] == 2)).sum()),
@@ -171,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     selected = [r for r in rows if r["selected"]]
     report["n_events"] = len(rows)
     report["selected_fraction"] = len(selected) / len(rows)
+    report["selected_fraction_2018_rule"] = sum(r["selected_2018_rule"] for r in rows) / len(rows)
     report["beam_hits_median"] = float(np.median([r["beam_hits"] for r in rows]))
     report["notbeam_hits_median"] = float(np.median([r["notbeam_hits"] for r in rows]))
     report["noise_hits_median"] = float(np.median([r["noise_hits"] for r in rows]))
