@@ -47,6 +47,7 @@ from protoseg.sim.truth import EventTruth
 
 __all__ = [
     "SimulationConfig",
+    "DetectorOptions",
     "SECTIONS",
     "apply_overrides",
     "validate_simulation_config",
@@ -169,7 +170,7 @@ def _truth_charge(truth: EventTruth, charge) -> TruthCharge:
     order = np.argsort(track_ids, kind="stable")
     position = np.searchsorted(track_ids[order], charge.track_id)
     position = np.minimum(position, max(track_ids.size - 1, 0))
-    if track_ids.size == 0 or not np.array_equal(track_ids[order][position], charge.track_id):
+    if charge.track_id.size and (track_ids.size == 0 or not np.array_equal(track_ids[order][position], charge.track_id)):
         raise RuntimeError("a deposit refers to a track_id missing from the particle table")
     wire, tick, cloud, electrons = truth_rows(charge)
     return TruthCharge(wire=wire, tick=tick, particle_row=order[position][cloud].astype(np.int64), electrons=electrons)
