@@ -171,3 +171,12 @@ def test_training_step_reduces_the_loss():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_sync_batch_norm_takes_the_plain_path():
+    """SyncBatchNorm (DDP) must not be bypassed by the shared-buffer paths' own BN arithmetic."""
+    model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(tiny(memory_efficient=True)).eval()
+    assert not model._buffered_path_supported()
+    assert tiny(memory_efficient=True)._buffered_path_supported()
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, 20, 20)).shape == (1, 3, 20, 20)  # eval SyncBatchNorm runs on one process

@@ -15,17 +15,20 @@ The model takes any H, W: the input is zero-padded at the bottom/right to a mult
 
 Three execution paths share one set of modules (and so one state_dict):
 
-* plain: torchvision-style autograd, a growing ``torch.cat`` per layer. Used for training when
-  ``memory_efficient=False``, and whenever the model is scripted, traced, compiled or exported.
-* buffered inference (no gradient needed): each dense block preallocates one channels-last buffer
-  [N, C_total, H, W]; layers read the channel prefix and write their new maps into their slice, so
-  there is no per-layer concatenation copy; BN → ReLU is one in-place pass into a reused workspace.
+* plain: torchvision-style autograd, a growing ``torch.cat`` per layer (channels-last). Used for
+  training when ``memory_efficient=False``, when a gradient is wanted in eval mode, with
+  SyncBatchNorm, and whenever the model is scripted, traced, compiled or exported.
+* buffered inference (no gradient needed: call it under ``torch.inference_mode()``): each dense
+  block preallocates one channels-last buffer [N, C_total, H, W]; layers read the channel prefix and
+  write their new maps into their slice, so there is no per-layer concatenation copy; BN → ReLU
+  goes into one reused workspace.
 * memory-efficient training (``memory_efficient=True``): the same shared buffer, with a hand-written
   backward that recomputes each layer's BN → ReLU output instead of storing it (the idea of
   torchvision's ``memory_efficient`` DenseNet and of Pleiss et al. 2017, "Memory-Efficient
-  Implementation of DenseNets"). The batch statistics of a channel are the same for every layer that
-  reads it, so they are computed once, when the channel is written. Outputs and gradients equal
-  the plain path's (tests/test_models.py).
+  Implementation of DenseNets"); transitions down are recomputed too (torch.utils.checkpoint). The
+  batch statistics of a channel are the same for every layer that reads it, so they are computed
+  once, when the channel is written. Outputs, gradients and BN running statistics equal the plain
+  path's (tests/test_models.py); it is also the fastest CPU training path (benchmarks/).
 """
 from __future__ import annotations
 
@@ -234,13 +237,21 @@ class FCDenseNet(nn.Module):
     def _forward_eager(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_tracing():
             self._check_input(x)
-        if _export_or_compile():
+        if _export_or_compile() or not self._buffered_path_supported():
             return self._forward_plain(x)
         if self.training and self.memory_efficient:
             return self._forward_buffered(x)
         if not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))):
             return self._forward_buffered(x)
         return self._forward_plain(x)
+
+    @torch.jit.unused
+    def _buffered_path_supported(self) -> bool:
+        """The shared-buffer paths compute plain per-process BN; anything else (SyncBatchNorm under
+        DDP, replaced norms) takes the plain path."""
+        blocks = [*self.down_blocks, self.bottleneck, *self.up_blocks]
+        return all(type(layer.norm) is nn.BatchNorm2d and layer.norm.track_running_stats
+                   and layer.norm.momentum is not None for block in blocks for layer in block.layers)
 
     @torch.jit.unused
     def _check_input(self, x: torch.Tensor) -> None:
