@@ -30,7 +30,7 @@ FLAG_KEYS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="YAML", help="training recipe (default: built-in defaults = the 2018 recipe)")
+    parser.add_argument("--config", metavar="YAML", help="training recipe (default: the built-in defaults of protoseg/config.py: FC-DenseNet103, Adam, cross-entropy)")
     parser.add_argument("--data", metavar="IMAGES.h5", help="image file (protoseg images)")
     parser.add_argument("--out", metavar="RUN", help="run folder (checkpoints, logs, config, weights)")
     parser.add_argument("--model", help="model name (protoseg.models.list_models())")
