@@ -422,7 +422,7 @@ def train(config: dict[str, Any], resume: bool = True) -> TrainResult:
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None, weights_only=True)
     # A run stopped by max_steps in the middle of an epoch has not written last.ckpt for its final step.
     if getattr(best_cb, "_last_global_step_saved", -1) != trainer.global_step or not last.is_file():
-        trainer.save_checkpoint(str(last), weights_only=False)
+        trainer.save_checkpoint(str(last), weights_only=False)  # Lightning's flag: the full training state
 
     best_path = Path(best_cb.best_model_path) if best_cb.best_model_path else None
     weights = None
@@ -431,10 +431,10 @@ def train(config: dict[str, Any], resume: bool = True) -> TrainResult:
         source = best_path if best_path and best_path.is_file() else last
         checkpoint = torch.load(source, map_location="cpu", weights_only=True)
         state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
-        export_module = SegmentationModule(config, class_names, data_info)
-        export_module.model.load_state_dict(state)
+        network = build_model_from_card(architecture_of(config, len(class_names)))
+        network.load_state_dict(state)
         val_metrics = dict(checkpoint.get(_VAL_KEY) or {})
         val_metrics["checkpoint"] = source.name
-        card = model_card(config, class_names, data_info, {"validation": val_metrics}, export_module.model)
-        weights, _ = write_weights(export_module, card, run_dir / "model.safetensors")
+        card = model_card(config, class_names, data_info, {"validation": val_metrics}, network)
+        weights, _ = write_weights(network, card, run_dir / "model.safetensors")
     return TrainResult(run_dir, best_path, last, weights, best_score, resume_from)
