@@ -291,3 +291,23 @@ def test_a_hit_on_a_pulse_tail_takes_the_nearest_cloud_within_the_margin():
     truth = TruthCharge(wire=np.array([7]), tick=np.array([100]), particle_row=np.array([0]), electrons=np.array([5e4]))
     matched = match_truth(hits, truth, particles)
     assert list(matched["track_id"]) == [4, -1] and list(matched["label"]) == [2, 0]
+
+
+def test_noise_has_the_wire_cell_mean_amplitude_spectrum():
+    """Mean |rfft| of simulated noise = the collection-plane spectrum of protodune-noise-spectra-v1
+    (amplitude ⊕ const, Wire-Cell volts → ADC at 4096 / 1.4 V), at low, middle and high frequency."""
+    import json
+    from importlib import resources
+
+    entry = [e for e in json.loads(resources.files("protoseg").joinpath("data", "protodune-noise-spectra-v1.json").read_text())
+             if e["plane"] == 2 and e["wirelen"] == 6000.0][0]
+    model = ReadoutModel(ReadoutConfig(coherent_noise_rms_adc=0.0, n_dead_channels=0, n_noisy_channels=0), ChannelStatus())
+    adc = model.digitize(np.zeros((1440, 6000), np.float32), np.random.default_rng(9)).astype(np.float64) - 900.0
+    mean_amplitude = np.abs(np.fft.rfft(adc, axis=1)).mean(axis=0)
+    freqs_mhz = np.fft.rfftfreq(6000, d=0.5)
+    for f_mhz in (0.05, 0.2, 0.5, 0.9):
+        band = np.abs(freqs_mhz - f_mhz) < 0.01
+        amp_volt = np.interp(f_mhz * 1e-3, entry["freqs"], entry["amps"]) * 1e6  # Wire-Cell units: 1 V = 1e-6
+        expected = np.hypot(amp_volt, entry["const"] * 1e6) * 4096 / 1.4
+        quantisation = np.sqrt(6000 / 12)  # rounding to whole ADC counts adds white noise of 1/12 ADC²
+        assert mean_amplitude[band].mean() == pytest.approx(np.hypot(expected, quantisation), rel=0.03)
