@@ -146,7 +146,8 @@ def test_median_weights_are_the_training_split_class_balance(tmp_path):
     from protoseg.training import train
 
     data = make_images(tmp_path / "images.h5")
-    train(tiny_config(data, tmp_path / "run", "loss.name=weighted_ce", "loss.weights=median", "trainer.max_epochs=1", "trainer.limit_train_batches=1"))
+    train(tiny_config(data, tmp_path / "run", "loss.name=weighted_ce", "loss.weights=median", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+                     "optim.schedule=cosine", "optim.name=sgd"))
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     with open_images(data) as images:
         expected = class_balance(images.label[images.indices("train").tolist()], 3)["median_weights"]
@@ -158,7 +159,8 @@ def test_used_run_folder_refuses_a_fresh_run_another_model_and_a_corrupt_checkpo
     from protoseg.training import train
 
     data = make_images(tmp_path / "images.h5")
-    train(tiny_config(data, tmp_path / "run", "trainer.max_epochs=1", "trainer.limit_train_batches=1"))
+    # one step of one-cycle (a schedule that needs several steps per phase) must still run
+    train(tiny_config(data, tmp_path / "run", "trainer.max_epochs=1", "trainer.limit_train_batches=1", "optim.schedule=onecycle"))
     with pytest.raises(InputError, match="already holds checkpoints"):
         train(tiny_config(data, tmp_path / "run", "trainer.max_epochs=1"), resume=False)
     with pytest.raises(InputError, match="cannot resume: trained with model"):

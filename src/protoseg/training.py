@@ -164,7 +164,10 @@ class SegmentationModule(pl.LightningModule):
         if schedule == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1), eta_min=optim["min_lr"])
         else:  # onecycle
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=optim["lr"], total_steps=max(total_steps, 2), pct_start=optim["warmup_fraction"])
+            # OneCycleLR needs more than one step in each phase: short runs (a few steps) stretch the warm-up.
+            total_steps = max(total_steps, 3)
+            warmup = min(max(optim["warmup_fraction"], 1.5 / total_steps), 0.9)
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=optim["lr"], total_steps=total_steps, pct_start=warmup)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # -- exact resume ------------------------------------------------------------------------------
