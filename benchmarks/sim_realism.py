@@ -8,10 +8,12 @@ Prints:
   deconvolved frame; S/N of a MIP (4 GeV/c muon gun near the anode, perpendicular to the wires):
   raw peak over raw RMS, and hit peak over the deconvolved noise;
 * per event: beam and not-beam hits; the fraction passing the 2018 selection (≥ 2000 beam and ≥ 2000
-  not-beam hits), with protoseg's labels and with the 2018 rule (hits of particles that are not
-  generator primaries, EM daughters mapped to their parent, dropped);
-* after 320 × 320 max-pooled images of the selected events: the pixel class balance (1 beam : x
-  not-beam : y background; 2018: 1 : ≈ 14 : ≈ 142), the median per-image weights, and the number of
+  not-beam hits), with protoseg's labels (beam label rule "all") and with the 2018 rule
+  (protoseg.images.apply_beam_label_rule: EM daughters credited to their parent, hits of particles
+  that are not generator primaries dropped);
+* after 320 × 320 max-pooled images of the selected events, under both rules: the pixel class
+  balance (1 beam : x not-beam : y background; 2018: 1 : ≈ 14 : ≈ 142), the median per-image
+  weights, and the number of
   cosmic and halo particles (primaries, their hits counted through ancestry) with ≥ 10 and with
   ≥ 100 hits per image;
 * where the beam starts in the image: tick bin and wire bin of the beam primary's lowest-wire hit.
@@ -48,30 +50,6 @@ def primary_ancestor(particles: dict[str, np.ndarray]) -> np.ndarray:
             break
         ancestor = np.where(moving, up, ancestor)
     return ancestor
-
-
-EM_PROCESSES = ("delta", "brem", "compt", "annihil", "conv", "phot")
-
-
-def first_non_em_ancestor(particles: dict[str, np.ndarray]) -> np.ndarray:
-    """Row of each particle's first ancestor (itself included) not made by an EM process: the particle
-    whose hits the 2018 study credited with it ("EM daughters map to their parent")."""
-    track_id = particles["track_id"].astype(np.int64)
-    parent_id = particles["parent_id"].astype(np.int64)
-    order = np.argsort(track_id)
-    parent_row = np.full(track_id.size, -1, np.int64)
-    has_parent = parent_id >= 0
-    pos = np.minimum(np.searchsorted(track_id[order], parent_id[has_parent]), track_id.size - 1)
-    found = track_id[order][pos] == parent_id[has_parent]
-    parent_row[np.flatnonzero(has_parent)[found]] = order[pos[found]]
-    em_made = np.isin(particles["process"].astype(str), EM_PROCESSES)
-    root = np.arange(track_id.size)
-    for _ in range(64):
-        up = np.where(em_made[root] & (parent_row[root] >= 0), parent_row[root], root)
-        if np.array_equal(up, root):
-            break
-        root = up
-    return root
 
 
 def noise_and_signal_to_noise(seed: int) -> dict:
@@ -133,10 +111,11 @@ def noise_and_signal_to_noise(seed: int) -> dict:
 
 def event_statistics(path: Path) -> dict:
     from protoseg.events import open_events
-    from protoseg.images import class_balance, event_to_image
+    from protoseg.images import apply_beam_label_rule, class_balance, event_to_image
 
     rows = []
     labels = []
+    labels_2018 = []
     with open_events(path) as events:
         for i in range(len(events)):
             event = events.read(i)
@@ -144,13 +123,11 @@ def event_statistics(path: Path) -> dict:
             n_beam = int((hits["label"] == 1).sum())
             n_notbeam = int((hits["label"] == 2).sum())
             selected = n_beam >= 2000 and n_notbeam >= 2000
-            # The 2018 rule: hits whose particle (after mapping EM daughters to their parent) is not a
-            # generator primary were dropped, so only the primary's own hits counted as beam.
-            root = first_non_em_ancestor(particles)
-            rows_of_hits = np.clip(np.searchsorted(particles["track_id"], hits["track_id"]), 0, particles["track_id"].size - 1)
-            kept_2018 = (hits["track_id"] < 0) | (particles["parent_id"][root[rows_of_hits]] < 0)
-            selected_2018 = (int(((hits["label"] == 1) & kept_2018).sum()) >= 2000
-                             and int(((hits["label"] == 2) & kept_2018).sum()) >= 2000)
+            # The 2018 rule (protoseg images --beam-label-rule 2018): EM daughters credited to their
+            # parent, hits of particles that are not generator primaries dropped.
+            hits_2018 = apply_beam_label_rule(hits, particles, "2018")
+            n_beam_2018 = int((hits_2018["label"] == 1).sum())
+            selected_2018 = n_beam_2018 >= 2000 and int((hits_2018["label"] == 2).sum()) >= 2000
             ancestor = primary_ancestor(particles)
             track_row = np.searchsorted(particles["track_id"], hits["track_id"])  # track ids are sorted rows
             track_row = np.clip(track_row, 0, particles["track_id"].size - 1)
@@ -167,6 +144,7 @@ def event_statistics(path: Path) -> dict:
             rows.append({
                 "event": event.event_id, "beam_pdg": event.beam_pdg, "beam_hits": n_beam, "notbeam_hits": n_notbeam,
                 "noise_hits": int((hits["label"] == 0).sum()), "selected": selected, "selected_2018_rule": selected_2018,
+                "beam_hits_2018_rule": n_beam_2018,
                 "cosmic_tracks": int((particles["origin"][big] == 2).sum()), "halo_tracks": int((particles["origin"][big] == 3).sum()),
                 "notbeam_tracks_100_hits": int(long_tracks.size),
                 "cosmic_primaries_generated": int(((particles["parent_id"] < 0) & (particles["origin"] == 2)).sum()),
@@ -175,8 +153,12 @@ def event_statistics(path: Path) -> dict:
             if selected:
                 _, label = event_to_image(hits, size=(320, 320), pooling="max", label_scheme="beam3")
                 labels.append(label)
+            if selected_2018:
+                _, label = event_to_image(hits_2018, size=(320, 320), pooling="max", label_scheme="beam3")
+                labels_2018.append(label)
     balance = class_balance(np.stack(labels), 3) if labels else None
-    return {"events": rows, "balance": balance}
+    balance_2018 = class_balance(np.stack(labels_2018), 3) if labels_2018 else None
+    return {"events": rows, "balance": balance, "balance_2018": balance_2018}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,13 +199,18 @@ def main(argv: list[str] | None = None) -> int:
     starts = [(r["beam_start_tick_bin"], r["beam_start_wire_bin"]) for r in rows if r["beam_start_tick_bin"] is not None]
     report["beam_start_tick_bin_median"] = float(np.median([s[0] for s in starts]))
     report["beam_start_wire_bin_median"] = float(np.median([s[1] for s in starts]))
-    if stats["balance"] is not None:
-        b = stats["balance"]
+    report["beam_hits_2018_rule_median"] = float(np.median([r["beam_hits_2018_rule"] for r in rows]))
+    selected_2018 = [r for r in rows if r["selected_2018_rule"]]
+    report["beam_pdg_selected_2018_rule"] = {str(k): int(v) for k, v in zip(*np.unique([r["beam_pdg"] for r in selected_2018], return_counts=True))} if selected_2018 else {}
+    for key, suffix in (("balance", ""), ("balance_2018", "_2018_rule")):
+        b = stats[key]
+        if b is None:
+            continue
         counts = np.array(b["pixel_counts"], dtype=float)
-        report["class_balance_1_beam"] = {"not_beam": counts[2] / counts[1], "background": counts[0] / counts[1]}
-        report["median_weights_bg_over_class"] = b["median_weights"]
-        report["pixel_fractions"] = b["pixel_fractions"]
-        report["n_images"] = b["n_images"]
+        report["class_balance_1_beam" + suffix] = {"not_beam": counts[2] / counts[1], "background": counts[0] / counts[1]}
+        report["median_weights_bg_over_class" + suffix] = b["median_weights"]
+        report["pixel_fractions" + suffix] = b["pixel_fractions"]
+        report["n_images" + suffix] = b["n_images"]
     printable = {k: v for k, v in report.items() if k != "noise"}
     print(json.dumps(printable, indent=1))
     if args.json:

@@ -349,3 +349,79 @@ def test_selection_counts_with_empty_events(tmp_path):
         for chunk in (1, 2, 256):
             n_beam, n_not_beam = _hit_class_counts(events, chunk_events=chunk)
             assert list(n_beam) == [0, 2, 0, 1, 0] and list(n_not_beam) == [0, 1, 0, 3, 0]
+
+
+def _particle_table(rows: list[tuple[int, int, int, int, str]]) -> dict[str, np.ndarray]:
+    """Particle table from (track_id, parent_id, pdg, origin, process) rows; other columns zero."""
+    n = len(rows)
+    table = {name: np.zeros(n, dtype=dtype) for name, dtype in PARTICLE_COLUMNS.items()}
+    cols = list(zip(*rows))
+    table["track_id"] = np.array(cols[0], np.int32)
+    table["parent_id"] = np.array(cols[1], np.int32)
+    table["pdg"] = np.array(cols[2], np.int32)
+    table["origin"] = np.array(cols[3], np.uint8)
+    table["process"] = np.array(cols[4], dtype=object)
+    table["end_process"] = np.full(n, "stop", dtype=object)
+    return table
+
+
+# A beam π⁺ (0) with a delta ray (1) whose brem photon (2) Compton-scatters an electron (3); the π⁺
+# interacts: a secondary proton (4) with its own delta ray (5), and a π⁰'s photon (6) converting to
+# an e⁻ (7). A cosmic μ (8) with a delta ray (9) decays to a Michel e⁻ (10). Track ids are not rows.
+HAND_PARTICLES = _particle_table([
+    (10, -1, 211, 1, "primary"), (11, 10, 11, 1, "delta"), (12, 11, 22, 1, "brem"), (13, 12, 11, 1, "compt"),
+    (14, 10, 2212, 1, "inelastic"), (15, 14, 11, 1, "delta"), (16, 10, 22, 1, "decay"), (17, 16, 11, 1, "conv"),
+    (30, -1, 13, 2, "primary"), (31, 30, 11, 2, "delta"), (32, 30, 11, 2, "decay"),
+])
+
+
+def test_2018_beam_label_rule_on_a_hand_built_event():
+    from protoseg.images import apply_beam_label_rule, credited_particle_rows
+
+    # Rows credited: EM daughters climb to the first particle not made by an EM process.
+    assert credited_particle_rows(HAND_PARTICLES).tolist() == [0, 0, 0, 0, 4, 4, 6, 6, 8, 8, 10]
+    track = [10, 11, 12, 13, 14, 15, 16, 17, 30, 31, 32, -1]
+    hits = hits_of([(w, 10.0 * w, 1.0 + w, 1 if t < 30 and t >= 0 else (2 if t >= 30 else 0), 0)
+                    for w, t in enumerate(track)])
+    hits["track_id"] = np.array(track, np.int32)
+    hits["pdg"] = np.array([211, 11, 22, 11, 2212, 11, 22, 11, 13, 11, 11, 0], np.int32)
+    out = apply_beam_label_rule(hits, HAND_PARTICLES, "2018")
+    # Kept: the π⁺ and its EM chain (wires 0-3), the muon and its delta ray (8, 9), the noise hit (11).
+    assert out["wire"].tolist() == [0, 1, 2, 3, 8, 9, 11]
+    assert out["label"].tolist() == [1, 1, 1, 1, 2, 2, 0]
+    assert out["track_id"].tolist() == [10, 10, 10, 10, 30, 30, -1]
+    assert out["pdg"].tolist() == [211, 211, 211, 211, 13, 13, 0]
+    assert out["integral"].tolist() == [1.0, 2.0, 3.0, 4.0, 9.0, 10.0, 12.0]
+    assert apply_beam_label_rule(hits, HAND_PARTICLES, "all") is hits
+    with pytest.raises(InputError, match="not in the particle table"):
+        apply_beam_label_rule(hits | {"track_id": np.array(track[:-1] + [99], np.int32)}, HAND_PARTICLES, "2018")
+    with pytest.raises(InputError, match="unknown beam label rule"):
+        apply_beam_label_rule(hits, HAND_PARTICLES, "2019")
+
+
+def test_make_image_file_selects_on_hits_kept_by_the_2018_rule(tmp_path):
+    track = np.array([10, 11, 12, 13, 14, 15, 16, 17, 30, 31, 32, -1], np.int32)
+    label = np.array([1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 0], np.uint8)
+    path = tmp_path / "events.h5"
+    with EventsWriter(path, config={"test": True}, is_mc=True) as writer:
+        for k in range(2):
+            hits = {"wire": np.arange(12, dtype=np.uint16) * 100, "tick": np.full(12, 100.0 + k, np.float32),
+                    "integral": np.arange(1, 13, dtype=np.float32), "rms": np.ones(12, np.float32),
+                    "peak": np.ones(12, np.float32), "label": label, "origin": label, "track_id": track,
+                    "pdg": np.zeros(12, np.int32)}
+            writer.append(Event(event_id=k, hits=hits, is_mc=True, particles=HAND_PARTICLES))
+    # 8 beam hits with all, 4 with 2018; 3 and 2 not-beam hits.
+    summary = make_image_file(path, tmp_path / "all.h5", size=(64, 64), min_beam_hits=8, min_notbeam_hits=3,
+                              split=[2, 0, 0])
+    assert summary["n_events_passing"] == 2
+    with pytest.raises(InputError, match="no event of 2 has >= 5 beam"):
+        make_image_file(path, tmp_path / "x.h5", size=(64, 64), min_beam_hits=5, min_notbeam_hits=2,
+                        beam_label_rule="2018")
+    make_image_file(path, tmp_path / "2018.h5", size=(64, 64), min_beam_hits=4, min_notbeam_hits=2,
+                    split=[2, 0, 0], beam_label_rule="2018")
+    with open_images(tmp_path / "2018.h5") as images:
+        assert images.attrs["beam_label_rule"] == "2018"
+        counts = np.bincount(images.label[0].ravel(), minlength=3)
+        assert counts.tolist() == [64 * 64 - 6, 4, 2]
+        assert np.count_nonzero(images.adc[0]) == 7  # the noise hit is kept, labelled background
+        assert sorted(images.adc[0][images.adc[0] > 0].tolist()) == [1, 2, 3, 4, 9, 10, 12]

@@ -26,6 +26,18 @@ splits beam hits by the PDG code of the particle that gave the hit most of its c
 Noise hits (label 0: no particle) keep their charge in the image and are labelled background, which
 is what a network must learn on data, where noise hits are present; ``drop_noise=True`` removes them
 instead, as the 2018 study did (it dropped hits that no simulated particle matched).
+
+Beam label rules (which hits of the beam interaction count as beam; ``beam_label_rule``):
+
+* ``all``: every hit of the beam particle and of everything it made (secondary hadrons, π⁰
+  showers, decay products) is beam, as the events file labels it;
+* ``2018``: the 2018 study's rule. Each hit is credited to its particle's first ancestor (itself
+  included) that was not made by an electromagnetic process (delta ray, bremsstrahlung, Compton,
+  pair conversion, photoelectric, annihilation): "EM daughters map to their parent". Hits credited
+  to a particle that is not a generator primary (hadronic daughters: inelastic products, decay
+  products, captures, and their showers) are dropped, for the beam and for cosmics alike, so beam
+  is the primary's own track with its delta rays and its own EM shower (a beam e⁺). Needs the
+  events file's particle table.
 """
 from __future__ import annotations
 
@@ -48,6 +60,9 @@ __all__ = [
     "VERSION",
     "LABEL_SCHEMES",
     "POOLINGS",
+    "BEAM_LABEL_RULES",
+    "credited_particle_rows",
+    "apply_beam_label_rule",
     "SPLIT_NAMES",
     "pixel_indices",
     "hit_labels",
@@ -83,6 +98,10 @@ _CLASS_RANK: dict[str, np.ndarray] = {
     "species": np.array([0, 1, 2, 2, 2, 2, 2, 2], dtype=np.int8),
 }
 POOLINGS: tuple[str, ...] = ("max", "sum", "mean", "beam-priority", "charge-majority")
+BEAM_LABEL_RULES: tuple[str, ...] = ("all", "2018")
+# Processes that make "EM daughters" (names of the particle table's "process" column). In LArG4 the
+# 2018 simulation did not even store these particles: their energy went to the parent's track id.
+EM_PROCESSES: tuple[str, ...] = ("delta", "brem", "compt", "conv", "phot", "annihil")
 SPLIT_NAMES: tuple[str, ...] = ("train", "validation", "test")
 SPLIT_CODES: dict[str, int] = {"train": 0, "validation": 1, "val": 1, "test": 2}
 
@@ -148,6 +167,75 @@ def hit_labels(hits: dict[str, np.ndarray], label_scheme: str = "beam3") -> np.n
         default=7,
     ).astype(np.uint8)
     return np.where(label == 1, species, np.where(label == 2, np.uint8(1), np.uint8(0))).astype(np.uint8)
+
+
+def _particle_rows(track_id: np.ndarray, particles: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Row of each ``track_id`` in the particle table (int64) and whether it was found there."""
+    table_ids = np.asarray(particles["track_id"], dtype=np.int64)
+    order = np.argsort(table_ids, kind="stable")
+    sorted_ids = table_ids[order]
+    track_id = np.asarray(track_id, dtype=np.int64)
+    if len(sorted_ids) == 0:
+        return np.zeros(len(track_id), dtype=np.int64), np.zeros(len(track_id), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_ids, track_id), len(sorted_ids) - 1)
+    found = sorted_ids[pos] == track_id
+    return order[pos], found
+
+
+def credited_particle_rows(particles: dict[str, np.ndarray]) -> np.ndarray:
+    """Row of each particle's first ancestor (itself included) not made by an EM process (int64).
+
+    ``particles`` needs ``track_id``, ``parent_id`` (-1 for primaries) and ``process``. The chain
+    is climbed for all particles at once, one generation per step (no loop over particles).
+    """
+    n = len(particles["track_id"])
+    parent_row, has_parent = _particle_rows(particles["parent_id"], particles)
+    has_parent &= np.asarray(particles["parent_id"]) >= 0
+    em_made = np.isin(np.asarray(particles["process"]).astype(str), EM_PROCESSES)
+    climbs = em_made & has_parent  # a particle whose hits go to its parent
+    row = np.arange(n, dtype=np.int64)
+    for _ in range(n + 1):  # an EM chain is at most n long; a cycle in the table would stop here
+        up = climbs[row]
+        if not up.any():
+            return row
+        row = np.where(up, parent_row[row], row)
+    raise InputError("the particle table's parent links form a cycle")
+
+
+def apply_beam_label_rule(
+    hits: dict[str, np.ndarray], particles: dict[str, np.ndarray] | None, rule: str = "all"
+) -> dict[str, np.ndarray]:
+    """The hits under a beam label rule (module docstring): ``all`` returns ``hits`` unchanged.
+
+    ``2018``: hits credited to a particle that is not a generator primary are removed, and the
+    kept hits' ``track_id`` / ``pdg`` become those of the credited particle (so species labels name
+    the primary, not its delta electron). Noise hits (``track_id`` < 0) are kept. Needs
+    ``track_id`` (and ``label``) per hit and the event's particle table.
+    """
+    if rule not in BEAM_LABEL_RULES:
+        raise InputError(f"unknown beam label rule '{rule}' (choose from {', '.join(BEAM_LABEL_RULES)})")
+    if rule == "all" or "label" not in hits:
+        return hits
+    if particles is None or "track_id" not in hits:
+        raise InputError("the 2018 beam label rule needs the per-hit track_id and the particle table")
+    track_id = np.asarray(hits["track_id"], dtype=np.int64)
+    matched = track_id >= 0
+    row, found = _particle_rows(track_id, particles)
+    if not found[matched].all():
+        missing = int(track_id[matched & ~found][0])
+        raise InputError(f"hit truth names track {missing}, which is not in the particle table")
+    credited = credited_particle_rows(particles)[row]
+    is_primary = np.asarray(particles["parent_id"])[credited] < 0
+    keep = ~matched | is_primary
+    out = {name: np.asarray(column)[keep] for name, column in hits.items()}
+    kept_matched = matched[keep]
+    credited = credited[keep]
+    out["track_id"] = np.where(kept_matched, np.asarray(particles["track_id"])[credited], out["track_id"]).astype(
+        np.asarray(hits["track_id"]).dtype)
+    if "pdg" in hits:
+        out["pdg"] = np.where(kept_matched, np.asarray(particles["pdg"])[credited], out["pdg"]).astype(
+            np.asarray(hits["pdg"]).dtype)
+    return out
 
 
 def _spread_pieces(
@@ -390,6 +478,17 @@ def _hit_class_counts(events, chunk_events: int = 256) -> tuple[np.ndarray, np.n
     return n_beam, n_not_beam
 
 
+def _hit_class_counts_relabelled(events, rule: str, chunk_events: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Per event: beam and not-beam hits after ``apply_beam_label_rule`` (reads the particle table)."""
+    n_beam = np.zeros(len(events), dtype=np.int64)
+    n_not_beam = np.zeros(len(events), dtype=np.int64)
+    for i, event in enumerate(events.iter_events(0, len(events), chunk_events)):
+        label = apply_beam_label_rule(event.hits, event.particles, rule)["label"]
+        n_beam[i] = np.count_nonzero(label == 1)
+        n_not_beam[i] = np.count_nonzero(label == 2)
+    return n_beam, n_not_beam
+
+
 def _events_charge_scale(events) -> str:
     # "hit_scale" is what `protoseg simulate` records; "charge_scale" any other producer.
     for source in (events.config, events.attrs):
@@ -413,6 +512,7 @@ def make_image_file(
     seed: int = 0,
     spread_rms: bool = False,
     drop_noise: bool = False,
+    beam_label_rule: str = "all",
     chunk_events: int = 64,
     progress: bool = False,
 ) -> dict[str, Any]:
@@ -422,7 +522,8 @@ def make_image_file(
     not-beam hits at full resolution; ``split`` (counts, or fractions summing to 1; default
     0.8 0.1 0.1) picks the train / validation / test images among them at random with ``seed``.
     Images are written in the order of the events file. Data files (no truth) give images without
-    labels and need both minimums to be 0.
+    labels and need both minimums to be 0. ``beam_label_rule`` (``all`` or ``2018``, module
+    docstring) is applied before the selection, so the minimums count the relabelled hits.
     """
     import h5py
 
@@ -435,6 +536,8 @@ def make_image_file(
         raise InputError(f"unknown pooling '{pooling}' (choose from {', '.join(POOLINGS)})")
     if label_scheme not in LABEL_SCHEMES:
         raise InputError(f"unknown label scheme '{label_scheme}' (choose from {', '.join(LABEL_SCHEMES)})")
+    if beam_label_rule not in BEAM_LABEL_RULES:
+        raise InputError(f"unknown beam label rule '{beam_label_rule}' (choose from {', '.join(BEAM_LABEL_RULES)})")
     if min_beam_hits < 0 or min_notbeam_hits < 0:
         raise InputError("--min-beam-hits and --min-notbeam-hits must be >= 0")
     if out_path.exists() and out_path.resolve() == events_path.resolve():
@@ -455,10 +558,18 @@ def make_image_file(
             "pdg" not in events.hit_columns or (truth_columns is not None and "pdg" not in truth_columns)
         ):
             raise InputError("species labels need the per-hit truth pdg, which this events file does not record", events_path)
+        relabel = is_mc and beam_label_rule != "all"
+        if relabel and ("track_id" not in events.hit_columns or events._particle_offsets is None
+                        or (truth_columns is not None and "track_id" not in truth_columns)):
+            raise InputError(
+                f"the {beam_label_rule} beam label rule needs per-hit track ids and the particle table, "
+                "which this events file does not have", events_path)
         if spread_rms and "rms" not in events.hit_columns:
             raise InputError("--spread-rms needs the per-hit rms, which this events file does not have", events_path)
         try:
-            if is_mc:
+            if relabel:
+                n_beam, n_not_beam = _hit_class_counts_relabelled(events, beam_label_rule)
+            elif is_mc:
                 n_beam, n_not_beam = _hit_class_counts(events)
             else:
                 n_beam = n_not_beam = np.zeros(n_events, dtype=np.int64)
@@ -501,6 +612,7 @@ def make_image_file(
             "selection": selection,
             "spread_rms": bool(spread_rms),
             "drop_noise": bool(drop_noise),
+            "beam_label_rule": beam_label_rule if is_mc else "none (no truth)",
             "charge_scale": _events_charge_scale(events),
             "pixel_value": f"{pooling} of hit integrals (ADC x tick); not normalised",
             "grid": f"row = floor(tick * {height} / {READOUT.n_ticks}), column = floor(wire * {width} / {READOUT.n_wires})",
@@ -514,7 +626,8 @@ def make_image_file(
                 h5.create_dataset("event_index", data=positions.astype(np.int64))
                 h5.create_dataset("split", data=split_codes)
                 _fill_images(events, positions, columns, adc_ds, label_ds, (height, width), pooling,
-                             label_scheme if is_mc else None, spread_rms, drop_noise, chunk_events, progress)
+                             label_scheme if is_mc else None, spread_rms, drop_noise, chunk_events, progress,
+                             beam_label_rule if relabel else "all")
     return {
         "input": str(events_path),
         "output": str(out_path),
@@ -525,6 +638,7 @@ def make_image_file(
         "size": [height, width],
         "pooling": pooling,
         "label_scheme": label_scheme,
+        "beam_label_rule": beam_label_rule,
         "class_names": class_names,
         "has_labels": bool(is_mc),
     }
@@ -544,8 +658,15 @@ def _create_image_datasets(h5, n_images: int, height: int, width: int, with_labe
     return adc, label
 
 
+def _relabelled_hits(events, columns, start: int, stop: int, chunk_events: int, rule: str):
+    """``iter_hit_columns`` for a beam label rule other than ``all``: hits relabelled with the particle table."""
+    for offset, event in enumerate(events.iter_events(start, stop, chunk_events)):
+        hits = apply_beam_label_rule(event.hits, event.particles, rule)
+        yield start + offset, {name: hits[name] for name in columns}
+
+
 def _fill_images(events, positions, columns, adc_ds, label_ds, size, pooling, label_scheme, spread_rms,
-                 drop_noise, chunk_events, progress) -> None:
+                 drop_noise, chunk_events, progress, beam_label_rule: str = "all") -> None:
     n_images = len(positions)
     if n_images == 0:
         return
@@ -559,7 +680,12 @@ def _fill_images(events, positions, columns, adc_ds, label_ds, size, pooling, la
     filled = 0
     show = progress and sys.stderr.isatty()
     # Read contiguous runs of events in blocks; skip the events that were not chosen.
-    for i, hits in events.iter_hit_columns(columns, int(positions[0]), int(positions[-1]) + 1, chunk_events):
+    start, stop = int(positions[0]), int(positions[-1]) + 1
+    if beam_label_rule == "all":
+        blocks = events.iter_hit_columns(columns, start, stop, chunk_events)
+    else:
+        blocks = _relabelled_hits(events, columns, start, stop, chunk_events, beam_label_rule)
+    for i, hits in blocks:
         if not wanted[i]:
             continue
         _check_hit_values(hits, int(events.event_ids[i]), events.path)

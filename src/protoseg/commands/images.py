@@ -18,7 +18,7 @@ _POOLING_HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from protoseg.images import LABEL_SCHEMES, POOLINGS  # light: numpy only
+    from protoseg.images import BEAM_LABEL_RULES, LABEL_SCHEMES, POOLINGS  # light: numpy only
 
     parser.add_argument("input", help="events file (protoseg-events)")
     parser.add_argument("-o", "--output", required=True, help="image file to write (HDF5)")
@@ -34,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
     parser.add_argument("--spread-rms", action="store_true", help="spread each hit's charge over its pulse (peak +- 3 rms) instead of one tick")
     parser.add_argument("--drop-noise", action="store_true", help="leave out noise hits (no particle), as the 2018 study did")
+    parser.add_argument("--beam-label-rule", choices=BEAM_LABEL_RULES, default="all",
+                        help="all: every hit of the beam interaction (secondary hadrons, pi0 showers, decays) is beam "
+                             "(default); 2018: as the 2018 study, EM daughters count for their parent and hits of "
+                             "particles that are not generator primaries are dropped (selection counts the kept hits)")
     parser.add_argument("--stats", action="store_true", help="print the class balance of the training split afterwards")
 
 
@@ -43,14 +47,15 @@ def run(args: argparse.Namespace) -> int:
     summary = make_image_file(
         args.input, args.output, size=args.size, pooling=args.pooling, label_scheme=args.labels,
         min_beam_hits=args.min_beam_hits, min_notbeam_hits=args.min_notbeam_hits, split=args.split,
-        seed=args.seed, spread_rms=args.spread_rms, drop_noise=args.drop_noise, progress=True,
+        seed=args.seed, spread_rms=args.spread_rms, drop_noise=args.drop_noise,
+        beam_label_rule=args.beam_label_rule, progress=True,
     )
     counts = summary["split_counts"]
     print(
         f"{summary['output']}: {summary['n_images']} images {summary['size'][0]}x{summary['size'][1]} "
         f"({counts['train']} train, {counts['validation']} validation, {counts['test']} test) from "
         f"{summary['n_events_passing']} of {summary['n_events_read']} events passing the selection; "
-        f"pooling {summary['pooling']}, labels {summary['label_scheme']}"
+        f"pooling {summary['pooling']}, labels {summary['label_scheme']}, beam label rule {summary['beam_label_rule']}"
     )
     if args.stats and summary["has_labels"]:
         with open_images(args.output) as images:
