@@ -286,3 +286,21 @@ def test_same_seed_same_event_and_descendants_keep_their_origin():
     assert a.deposits.track_id.min() >= 0 and a.deposits.track_id.max() < p["track_id"].size
     assert np.allclose(np.bincount(a.deposits.track_id, weights=a.deposits.energy_mev, minlength=p["track_id"].size),
                        p["energy_deposited"], rtol=1e-4, atol=1e-3)
+
+
+def test_pion_argon_final_states_have_the_emulsion_shower_multiplicity_at_4_5_gev():
+    # 4.5 GeV/c π⁻ in nuclear emulsion: ⟨n_s⟩ = 2.0 ± 0.1 charged particles with β > 0.7, pion
+    # ⟨p_T⟩ = 290 ± 50 MeV/c (see interactions.PRODUCED_PIONS_PER_LOG_ENERGY).
+    rng = np.random.default_rng(45)
+    kinetic = float(ph.kinetic_from_momentum(4500.0, ph.PION_MASS_MEV))
+    n_shower, pt = [], []
+    for _ in range(800):
+        out = inter.inelastic(rng, np.array([-211]), np.array([kinetic]), np.array([[0.0, 0.0, 1.0]]))
+        mass = np.array([ph.PARTICLES[int(c)].mass_mev for c in out.pdg])
+        p = ph.momentum_from_kinetic(out.kinetic_mev, mass)
+        charged = np.isin(np.abs(out.pdg), (211, 321, 2212))
+        n_shower.append(int(np.sum(charged & (p / (out.kinetic_mev + mass) > 0.7))))
+        pion = np.abs(out.pdg) == 211
+        pt.extend((p * np.sqrt(1.0 - out.direction[:, 2] ** 2))[pion])
+    assert np.mean(n_shower) == pytest.approx(2.0, abs=0.15)
+    assert 240.0 < np.mean(pt) < 340.0
