@@ -212,7 +212,8 @@ def test_prediction_memory_does_not_grow_with_the_number_of_events(tmp_path):
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
     # four times the events, about the same peak (one batch of images and probabilities in memory)
-    assert peaks[1] < 1.5 * peaks[0] + 200_000
+    # (holding all 16 images' float32 probabilities and inputs would add ~440 kB)
+    assert peaks[1] < 1.2 * peaks[0] + 100_000
 
 
 # ----------------------------------------------------------------------------------------- evaluate

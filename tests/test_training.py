@@ -90,13 +90,20 @@ def test_empty_validation_split_is_refused(tmp_path):
         train(tiny_config(data, tmp_path / "run", "trainer.max_epochs=1"))
 
 
-def test_train_writes_run_folder_logs_and_model_card(tmp_path):
+@pytest.fixture(scope="module")
+def two_epoch_run(tmp_path_factory):
+    """One uninterrupted 2-epoch run, shared by the run-folder and the resume tests."""
     from protoseg.training import train
 
-    data = make_images(tmp_path / "images.h5")
-    config = tiny_config(data, tmp_path / "run", "trainer.max_epochs=2")
-    result = train(config)
-    run = tmp_path / "run"
+    folder = tmp_path_factory.mktemp("straight")
+    data = make_images(folder / "images.h5")
+    config = tiny_config(data, folder / "run", "trainer.max_epochs=2")
+    return data, config, train(config)
+
+
+def test_train_writes_run_folder_logs_and_model_card(two_epoch_run):
+    data, config, result = two_epoch_run
+    run = Path(config["out"])
     # resolved config saved, and identical to what ran
     assert yaml.safe_load((run / "config.yaml").read_text()) == config
     assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
@@ -124,17 +131,17 @@ def test_train_writes_run_folder_logs_and_model_card(tmp_path):
         assert torch.equal(value, best[f"model.{key}"])
 
 
-def test_resumed_run_matches_uninterrupted_run(tmp_path):
+def test_resumed_run_matches_uninterrupted_run(tmp_path, two_epoch_run):
     """A 'killed' run (1 epoch) started again to 2 epochs ends with the weights of a 2-epoch run."""
     from protoseg.training import train
 
-    data = make_images(tmp_path / "images.h5")
-    train(tiny_config(data, tmp_path / "straight", "trainer.max_epochs=2"))
+    data, straight_config, _ = two_epoch_run
     train(tiny_config(data, tmp_path / "killed", "trainer.max_epochs=1"))
     after_first_epoch = _weights(tmp_path / "killed" / "checkpoints" / "last.ckpt")
     resumed = train(tiny_config(data, tmp_path / "killed", "trainer.max_epochs=2"))
     assert resumed.resumed_from == tmp_path / "killed" / "checkpoints" / "last.ckpt"
-    straight, again = _weights(tmp_path / "straight" / "checkpoints" / "last.ckpt"), _weights(tmp_path / "killed" / "checkpoints" / "last.ckpt")
+    straight = _weights(Path(straight_config["out"]) / "checkpoints" / "last.ckpt")
+    again = _weights(tmp_path / "killed" / "checkpoints" / "last.ckpt")
     assert set(straight) == set(again)
     worst = max(float((straight[k].double() - again[k].double()).abs().max()) for k in straight if straight[k].is_floating_point())
     assert worst <= 1e-6
