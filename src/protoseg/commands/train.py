@@ -70,8 +70,12 @@ def resolve_config(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from protoseg.training import train
 
+    from lightning.pytorch.utilities import rank_zero_only
+
     config = resolve_config(args)
     result = train(config, resume=not args.fresh)
+    if rank_zero_only.rank != 0:  # under DDP every process returns here; one report is enough
+        return 0
     if result.resumed_from:
         print(f"resumed from {result.resumed_from}")
     best = f"{result.best_val_miou:.4f}" if result.best_val_miou is not None else "n/a"
