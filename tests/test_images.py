@@ -419,6 +419,11 @@ def test_make_image_file_selects_on_hits_kept_by_the_2018_rule(tmp_path):
                         beam_label_rule="2018")
     make_image_file(path, tmp_path / "2018.h5", size=(64, 64), min_beam_hits=4, min_notbeam_hits=2,
                     split=[2, 0, 0], beam_label_rule="2018")
+    # Hits naming particles the table lacks: one line naming the file and the event.
+    with pytest.raises(InputError, match=r"without-particles\.h5: event 500: hit truth names track 0, which is not in the particle table"):
+        make_image_file(make_events_file(tmp_path / "events-without-particles.h5"), tmp_path / "y.h5", size=(64, 64),
+                        min_beam_hits=0, min_notbeam_hits=0, beam_label_rule="2018")
+    assert not (tmp_path / "y.h5").exists()
     with open_images(tmp_path / "2018.h5") as images:
         assert images.attrs["beam_label_rule"] == "2018"
         counts = np.bincount(images.label[0].ravel(), minlength=3)

@@ -483,7 +483,10 @@ def _hit_class_counts_relabelled(events, rule: str, chunk_events: int = 64) -> t
     n_beam = np.zeros(len(events), dtype=np.int64)
     n_not_beam = np.zeros(len(events), dtype=np.int64)
     for i, event in enumerate(events.iter_events(0, len(events), chunk_events)):
-        label = apply_beam_label_rule(event.hits, event.particles, rule)["label"]
+        try:
+            label = apply_beam_label_rule(event.hits, event.particles, rule)["label"]
+        except InputError as exc:
+            raise InputError(f"event {event.event_id}: {exc}", events.path) from None
         n_beam[i] = np.count_nonzero(label == 1)
         n_not_beam[i] = np.count_nonzero(label == 2)
     return n_beam, n_not_beam
