@@ -131,6 +131,7 @@ def test_channels_last_input_gives_the_same_output():
         torch.testing.assert_close(model(x.contiguous(memory_format=torch.channels_last)), model(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_trace_and_script_follow_the_input_size():
     model = tiny().eval()
     x, other = torch.randn(1, 1, 37, 53), torch.randn(2, 1, 29, 70)
@@ -142,6 +143,7 @@ def test_trace_and_script_follow_the_input_size():
         torch.testing.assert_close(scripted(other), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 def test_onnx_export_with_dynamic_batch_and_size(tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime")
     model = tiny().eval()

@@ -33,7 +33,6 @@ Three execution paths share one set of modules (and so one state_dict):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -173,6 +172,8 @@ class FCDenseNet(nn.Module):
     Input [N, in_channels, H, W] float, any H and W; output logits [N, num_classes, H, W].
     """
 
+    __jit_ignored_attributes__ = ["config"]  # a plain JSON dict, not model state
+
     def __init__(self, in_channels: int = 1, num_classes: int = 3, down_blocks: Sequence[int] = (4, 5, 7, 10, 12),
                  bottleneck_layers: int = 15, up_blocks: Sequence[int] | None = None, growth_rate: int = 16,
                  first_filters: int = 48, dropout: float = 0.2, variant: str = "jegou2017",
@@ -221,7 +222,7 @@ class FCDenseNet(nn.Module):
             new_channels = growth_rate * n
         self.classifier = nn.Conv2d(self.up_blocks[-1].out_channels, num_classes, kernel_size=1, bias=True)
 
-        self.config: dict[str, Any] = {}  # filled in by protoseg.models.build_model
+        self.config = {}  # name and options; filled in by protoseg.models.build_model
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.kaiming_uniform_(module.weight, nonlinearity="relu")  # he_uniform, as both papers
