@@ -16,6 +16,7 @@ Prints:
   weights, and the number of
   cosmic and halo particles (primaries, their hits counted through ancestry) with ≥ 10 and with
   ≥ 100 hits per image;
+* the median number of beam pixels per selected image, by beam particle, under both rules;
 * where the beam starts in the image: tick bin and wire bin of the beam primary's lowest-wire hit.
 """
 from __future__ import annotations
@@ -153,9 +154,11 @@ def event_statistics(path: Path) -> dict:
             if selected:
                 _, label = event_to_image(hits, size=(320, 320), pooling="max", label_scheme="beam3")
                 labels.append(label)
+                rows[-1]["beam_pixels"] = int((label == 1).sum())
             if selected_2018:
                 _, label = event_to_image(hits_2018, size=(320, 320), pooling="max", label_scheme="beam3")
                 labels_2018.append(label)
+                rows[-1]["beam_pixels_2018_rule"] = int((label == 1).sum())
     balance = class_balance(np.stack(labels), 3) if labels else None
     balance_2018 = class_balance(np.stack(labels_2018), 3) if labels_2018 else None
     return {"events": rows, "balance": balance, "balance_2018": balance_2018}
@@ -202,6 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     report["beam_hits_2018_rule_median"] = float(np.median([r["beam_hits_2018_rule"] for r in rows]))
     selected_2018 = [r for r in rows if r["selected_2018_rule"]]
     report["beam_pdg_selected_2018_rule"] = {str(k): int(v) for k, v in zip(*np.unique([r["beam_pdg"] for r in selected_2018], return_counts=True))} if selected_2018 else {}
+    # Beam pixels per selected image, by beam particle (2018, five test events: 520-680).
+    for key in ("beam_pixels", "beam_pixels_2018_rule"):
+        by_pdg: dict[str, list[int]] = {}
+        for r in rows:
+            if key in r:
+                by_pdg.setdefault(str(r["beam_pdg"]), []).append(r[key])
+        report[key + "_median_by_beam_pdg"] = {k: float(np.median(v)) for k, v in sorted(by_pdg.items())}
     for key, suffix in (("balance", ""), ("balance_2018", "_2018_rule")):
         b = stats[key]
         if b is None:
