@@ -38,6 +38,11 @@ Beam label rules (which hits of the beam interaction count as beam; ``beam_label
   products, captures, and their showers) are dropped, for the beam and for cosmics alike, so beam
   is the primary's own track with its delta rays and its own EM shower (a beam e⁺). Needs the
   events file's particle table.
+
+``all`` is the default: under ``2018`` a π⁺, p or K⁺ primary keeps only the ~80 hits it makes
+before its first inelastic interaction (λ ≈ 60–90 cm), so the ≥ 2000 beam-hit selection keeps only
+beam e⁺ events (20% of the beam), and the images lose the hits of the hadronic daughters, which
+data images do contain.
 """
 from __future__ import annotations
 
