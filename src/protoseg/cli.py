@@ -27,6 +27,9 @@ COMMANDS: dict[str, str] = {
     "demo": "protoseg.commands.demo",
 }
 
+# Commands that run the network: they keep freed memory in the process (protoseg.models.tune_cpu_allocator).
+_NETWORK_COMMANDS = {"train", "evaluate", "predict", "export", "demo"}
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse that exits 2 with one line (its default prints usage too, which is fine) and no traceback."""
@@ -59,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command in _NETWORK_COMMANDS:
+        # Large CPU tensors otherwise page-fault on first write: half of a dense network's CPU training step.
+        from protoseg.models import tune_cpu_allocator
+
+        tune_cpu_allocator()
     try:
         code = args._run(args)
     except InputError as exc:

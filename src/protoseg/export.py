@@ -1,7 +1,7 @@
 """Hand-off of a trained network: TorchScript (LArSoft, ``torch::jit::load``), ONNX (Triton, onnxruntime), safetensors.
 
 The exported graph is the network followed by a softmax over classes: input ``[N, 1, H, W]`` float32,
-normalised as the model card says, with H and W multiples of the network's downsampling; output
+normalised as the model card says, any H and W (the network pads inside and crops back); output
 ``[N, C, H, W]`` class probabilities. Batch, height and width are dynamic in the ONNX graph. Every
 export is checked against PyTorch on a sample and the largest absolute difference is reported;
 above the tolerance (1e-4) the file is not written.

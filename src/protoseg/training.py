@@ -230,7 +230,7 @@ def model_card(
         "architecture": architecture_of(config, len(class_names), model),
         "classes": list(class_names),
         "input": {
-            "shape": "[N, 1, H, W] float32; H and W multiples of the network's total downsampling",
+            "shape": "[N, 1, H, W] float32; any H and W (the network pads inside and crops back)",
             "normalisation": config["data"]["normalisation"],
             "image": {k: data_info[k] for k in IMAGE_KEYS if k in data_info},
         },
