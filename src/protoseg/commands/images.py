@@ -59,8 +59,11 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.stats and summary["has_labels"]:
         with open_images(args.output) as images:
-            train = images.indices("train")
-            labels = (images.label[int(i)] for i in train)
-            print("class balance of the training split:")
+            # The training split is what class weights come from; a file without one (all test) shows every image.
+            chosen, what = images.indices("train"), "the training split"
+            if len(chosen) == 0:
+                chosen, what = range(len(images)), "all images"
+            labels = (images.label[int(i)] for i in chosen)
+            print(f"class balance of {what}:")
             print(format_class_balance(class_balance(labels, images.num_classes), images.class_names))
     return 0
