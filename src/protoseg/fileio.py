@@ -29,6 +29,11 @@ def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp makes the file private (0600); give the output the permissions of any new file.
+        umask = os.umask(0)
+        os.umask(umask)
+        if tmp.exists():
+            os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
