@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from protoseg.detector import ARGON
 from protoseg.sim import physics as ph
 from protoseg.sim.transport import isotropic_directions, rotate_from_axis
 
@@ -93,7 +94,7 @@ class Products:
 # ---------------------------------------------------------------------------------------------
 # Cross sections
 # ---------------------------------------------------------------------------------------------
-def _length_from_barn(sigma_barn: np.ndarray, density_g_per_cm3: float = 1.3954) -> np.ndarray:
+def _length_from_barn(sigma_barn: np.ndarray, density_g_per_cm3: float = ARGON.density_g_per_cm3) -> np.ndarray:
     return _ARGON_A / (_AVOGADRO * density_g_per_cm3 * np.maximum(sigma_barn, 1e-9) * 1e-24)
 
 
