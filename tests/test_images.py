@@ -430,3 +430,15 @@ def test_make_image_file_selects_on_hits_kept_by_the_2018_rule(tmp_path):
         assert counts.tolist() == [64 * 64 - 6, 4, 2]
         assert np.count_nonzero(images.adc[0]) == 7  # the noise hit is kept, labelled background
         assert sorted(images.adc[0][images.adc[0] > 0].tolist()) == [1, 2, 3, 4, 9, 10, 12]
+
+
+def test_images_stats_of_a_test_only_file_counts_every_image(tmp_path, capsys):
+    events_path = make_events_file(tmp_path / "events.h5")
+    out = tmp_path / "images.h5"
+    assert main(["images", str(events_path), "-o", str(out), "--size", "32", "48", "--min-beam-hits", "0",
+                 "--min-notbeam-hits", "0", "--split", "0", "0", "12", "--stats"]) == 0
+    printed = capsys.readouterr().out
+    assert "class balance of all images:" in printed
+    with open_images(out) as images:
+        expected = class_balance((images.label[i] for i in range(len(images))), images.num_classes)
+    assert format_class_balance(expected, ["background", "beam", "not-beam"]) in printed
