@@ -269,3 +269,46 @@ def test_display_every_file_kind(tmp_path, capsys):
     assert main(["display", str(images), "--event", "6", "-o", str(tmp_path / "x.png")]) == 2
     assert "out of range: the file holds 6 entries" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_predict_events_applies_the_models_2018_beam_label_rule(tmp_path):
+    """A model trained on --beam-label-rule 2018 images: predict builds the same images from MC events,
+    gives every hit its pixel's class, and scores only the hits the rule keeps."""
+    from test_images import HAND_PARTICLES
+
+    from protoseg.images import make_image_file, open_images
+
+    torch.manual_seed(0)
+    config = apply_overrides(load_config(), ["model.name=fcdensenet", *[f"model.{k}={v}" for k, v in TINY.items()]])
+    network = build_model("fcdensenet", num_classes=3, **TINY)
+    image = {"size": [64, 64], "pooling": "max", "label_scheme": "beam3", "beam_label_rule": "2018"}
+    weights, _ = write_weights(network, model_card(config, CLASSES, image, model=network), tmp_path / "model.safetensors")
+    # The hand-built event of test_images: 8 beam hits, 4 of them kept by the 2018 rule; 3 not-beam, 2 kept.
+    track = np.array([10, 11, 12, 13, 14, 15, 16, 17, 30, 31, 32, -1], np.int32)
+    label = np.array([1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 0], np.uint8)
+    events = tmp_path / "events.h5"
+    with EventsWriter(events, config={"test": True}, is_mc=True) as writer:
+        for k in range(2):
+            hits = {"wire": np.arange(12, dtype=np.uint16) * 100, "tick": np.full(12, 100.0 + 3000 * k, np.float32),
+                    "integral": np.arange(1, 13, dtype=np.float32), "rms": np.ones(12, np.float32),
+                    "peak": np.ones(12, np.float32), "label": label, "origin": label, "track_id": track,
+                    "pdg": np.zeros(12, np.int32)}
+            writer.append(Event(event_id=k, hits=hits, is_mc=True, particles=HAND_PARTICLES))
+    make_image_file(events, tmp_path / "images.h5", size=(64, 64), min_beam_hits=0, min_notbeam_hits=0,
+                    split=[2, 0, 0], beam_label_rule="2018")
+    summary = predict_file(load_model(weights), events, tmp_path / "pred.h5", batch_size=2, progress=False)
+    with h5py.File(tmp_path / "pred.h5") as handle, open_images(tmp_path / "images.h5") as images:
+        np.testing.assert_array_equal(handle["label"][...], images.label[[0, 1]])
+        pred = handle["pred"][...]
+        hit_pred = handle["hits/pred"][...]
+    assert hit_pred.shape == (24,)  # every hit of the events file, dropped ones included
+    for k in range(2):
+        rows, cols = pixel_indices(np.full(12, 100.0 + 3000 * k), np.arange(12) * 100, (64, 64))
+        np.testing.assert_array_equal(hit_pred[12 * k : 12 * k + 12], pred[k][rows, cols])
+    kept = np.array([0, 1, 2, 3, 8, 9, 11])
+    kept_pred = np.concatenate([hit_pred[12 * k + kept] for k in range(2)])
+    kept_truth = np.tile(np.array([1, 1, 1, 1, 2, 2, 0]), 2)
+    assert summary.hit_metrics["n_hits"] == 14 and summary.hit_metrics["beam_hits"] == 8
+    assert summary.hit_metrics["tagged_beam_hits"] == int((kept_pred == 1).sum())
+    both = int(((kept_pred == 1) & (kept_truth == 1)).sum())
+    assert summary.hit_metrics["beam_efficiency"] == pytest.approx(both / 8)

@@ -44,6 +44,8 @@ __all__ = [
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 PREDICTIONS_FORMAT = "protoseg-predictions"
 PREDICTIONS_VERSION = 1
+# Per-hit truth of hits a beam label rule drops (predict does not score them).
+NO_TRUTH = 255
 _SAFETENSORS_CARD_KEY = "protoseg_card"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -351,8 +353,10 @@ def predict_file(
                         hit_offsets.append(start + len(tagged))
                         if truth is not None and "beam" in predictor.class_names:
                             beam = predictor.class_names.index("beam")
-                            is_beam, is_tagged = truth == 1, tagged == beam
-                            counts += [is_beam.sum(), is_tagged.sum(), (is_beam & is_tagged).sum(), len(truth)]
+                            # hits the model's beam label rule drops have no truth class: not counted
+                            scored = truth != NO_TRUTH
+                            is_beam, is_tagged = (truth == 1) & scored, (tagged == beam) & scored
+                            counts += [is_beam.sum(), is_tagged.sum(), (is_beam & is_tagged).sum(), scored.sum()]
                 if display_dir is not None and len(displays) < max_displays:
                     from protoseg.display import plot_event
 
@@ -413,7 +417,7 @@ def _image_batches(path: Path, predictor: Predictor, split: str | None) -> tuple
 
 def _event_batches(path: Path, predictor: Predictor) -> tuple[Iterator[dict], dict]:
     from protoseg.events import open_events
-    from protoseg.images import event_to_image, pixel_indices
+    from protoseg.images import BEAM_LABEL_RULES, apply_beam_label_rule, event_to_image, pixel_indices
 
     events = open_events(path)
     image = predictor.card.get("input", {}).get("image", {})
@@ -421,6 +425,9 @@ def _event_batches(path: Path, predictor: Predictor) -> tuple[Iterator[dict], di
     pooling = image.get("pooling") or "max"
     label_scheme = image.get("label_scheme") or "beam3"
     spread_rms, drop_noise = bool(image.get("spread_rms", False)), bool(image.get("drop_noise", False))
+    # The truth the model was trained on: images made with --beam-label-rule 2018 drop the hits of
+    # particles that are not generator primaries and credit EM daughters to their parent.
+    rule = image.get("beam_label_rule") if image.get("beam_label_rule") in BEAM_LABEL_RULES else "all"
     n = len(events)
     has_truth = bool(events.is_mc)
     if n == 0:
@@ -443,9 +450,17 @@ def _event_batches(path: Path, predictor: Predictor) -> tuple[Iterator[dict], di
         adcs, labels, ids, hits_info = [], [], [], []
         for event in batch:
             hits = event.hits
-            adc, label = event_to_image(hits, size, pooling, label_scheme if event.is_mc else None, spread_rms, drop_noise)
             rows, cols = pixel_indices(hits["tick"], hits["wire"], size)
             truth = np.asarray(hits["label"]) if "label" in hits else None
+            if event.is_mc and rule != "all" and truth is not None:
+                # The image as `protoseg images --beam-label-rule` makes it; every hit of the event
+                # still gets the class of its pixel, but only the kept ones are scored.
+                indexed = dict(hits, hit_index=np.arange(truth.size))
+                kept = apply_beam_label_rule(indexed, event.particles, rule)
+                hits = {name: column for name, column in kept.items() if name != "hit_index"}
+                truth = np.full(truth.size, NO_TRUTH, np.uint8)
+                truth[kept["hit_index"]] = np.asarray(kept["label"], np.uint8)
+            adc, label = event_to_image(hits, size, pooling, label_scheme if event.is_mc else None, spread_rms, drop_noise)
             adcs.append(adc)
             labels.append(label)
             ids.append(event.event_id)

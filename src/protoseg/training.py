@@ -34,7 +34,7 @@ from protoseg.fileio import atomic_output
 __all__ = ["SegmentationModule", "TrainResult", "train", "build_model_from_card", "architecture_of", "model_card", "write_weights"]
 
 # How events become images (protoseg.images.event_to_image settings): predict applies them to events files.
-IMAGE_KEYS = ("size", "pooling", "label_scheme", "spread_rms", "drop_noise", "charge_scale")
+IMAGE_KEYS = ("size", "pooling", "label_scheme", "spread_rms", "drop_noise", "charge_scale", "beam_label_rule")
 _RNG_KEY = "protoseg_rng_states"
 _VAL_KEY = "protoseg_val_metrics"
 
@@ -280,7 +280,7 @@ def _data_info(path: Path) -> tuple[list[str], dict[str, Any]]:
                 raise InputError(f"the {name} split is empty (images per split: {counts})", path)
         if images.label is None:
             raise InputError("image file has no labels: training needs truth", path)
-        keys = ("pooling", "label_scheme", "spread_rms", "drop_noise", "charge_scale", "source", "selection")
+        keys = ("pooling", "label_scheme", "spread_rms", "drop_noise", "charge_scale", "beam_label_rule", "source", "selection")
         info = {key: images.attrs[key] for key in keys if key in images.attrs}
         info["size"] = list(images.size)
         info["file"] = str(path)
