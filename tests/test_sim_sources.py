@@ -131,6 +131,7 @@ def test_gun_momentum_for_a_kinetic_energy():
      "never enters it"),
     (SourceConfig(gun_pdg=13, gun_momentum_gev=1.0, gun_direction=(0.0, 0.0, 0.0)), "zero vector"),
     (SourceConfig(gun_momentum_gev=1.0), "without a gun PDG code"),
+    (SourceConfig(beam=True, gun_pdg=13, gun_momentum_gev=1.0), "a gun replaces the beam"),
     (SourceConfig(cosmic_time_min_us=10.0, cosmic_time_max_us=0.0), "window"),
     (SourceConfig(beam_momentum_gev=float("nan")), "finite"),
 ])

@@ -165,6 +165,9 @@ def validate_config(sources: SourceConfig, transport: TransportConfig) -> None:
                 raise InputError(f"gun at ({pos[0]:g}, {pos[1]:g}, {pos[2]:g}) cm is outside the TPC active volume "
                                  f"(x {lo[0]}..{hi[0]}, y {lo[1]}..{hi[1]}, z {lo[2]}..{hi[2]} cm) "
                                  "and aimed so that it never enters it")
+        if s.beam:
+            # Row 0 of an event is its one beam-origin primary: the gun replaces the beam.
+            raise InputError("a gun replaces the beam: set sources.beam=false with a gun")
     elif s.gun_momentum_gev is not None or s.gun_kinetic_mev is not None:
         raise InputError("a gun momentum or energy was given without a gun PDG code")
     _finite("step length", t.step_cm, positive=True)
