@@ -14,8 +14,9 @@ Prints:
 * a 7 GeV e⁻ shower in the middle of the detector (truth deposits): energy fraction within 0.5, 1,
   2, 3.5 Molière radii of the axis (PDG: ≈ 90% within 1 R_M, ≈ 99% within 3.5 R_M) and the depths,
   in X0, holding 50 / 90 / 95% of the energy;
-* at 7 GeV/c: beam pixels when hits below 300 or 700 ADC·tick are dropped, and with a 3 ms
-  electron lifetime instead of 35 ms.
+* at 7 GeV/c: beam pixels when hits below 300 or 700 ADC·tick are dropped, beyond the first 20 or
+  40 wire columns (what a shower that began that far upstream of the TPC face would show), and with
+  a 3 ms electron lifetime instead of 35 ms.
 """
 from __future__ import annotations
 
@@ -42,8 +43,9 @@ def gun_config(momentum_gev: float, lifetime_ms: float | None = None):
     return dataclasses.replace(config, sources=sources, drift=drift)
 
 
-def footprints(path: Path, min_integral: float = 0.0) -> dict:
-    """Median beam hits, beam pixels and wire columns per event of an events file."""
+def footprints(path: Path, min_integral: float = 0.0, first_column: int = 0) -> dict:
+    """Median beam hits, beam pixels and wire columns per event of an events file (only the pixels of
+    columns ≥ ``first_column``: what would remain of a shower that started that far upstream)."""
     from protoseg.events import open_events
     from protoseg.images import pixel_indices
 
@@ -52,7 +54,9 @@ def footprints(path: Path, min_integral: float = 0.0) -> dict:
         for event in events.iter_events():
             keep = (np.asarray(event.hits["label"]) == 1) & (np.asarray(event.hits["integral"]) >= min_integral)
             rows, cols = pixel_indices(event.hits["tick"][keep], event.hits["wire"][keep], (320, 320))
-            hits.append(int(keep.sum()))
+            deep = cols >= cols.min() + first_column if cols.size else cols >= 0
+            rows, cols, keep = rows[deep], cols[deep], np.flatnonzero(keep)[deep]
+            hits.append(int(keep.size))
             pixels.append(int(np.unique(rows * 320 + cols).size))
             columns.append(int(cols.max() - cols.min() + 1) if cols.size else 0)
     return {"beam_hits": float(np.median(hits)), "beam_pixels": float(np.median(pixels)),
@@ -99,11 +103,16 @@ def main(argv: list[str] | None = None) -> int:
         seven = Path(tmp) / "e7.h5"
         out["7_gev_hit_cut_300"] = footprints(seven, 300.0)
         out["7_gev_hit_cut_700"] = footprints(seven, 700.0)
+        # A shower that started upstream of the TPC face shows only its deeper part: the pixels beyond
+        # 20 and 40 wire columns (43 and 86 cm of z, ≈ 3.2 and 6.5 X0 along the beam).
+        out["7_gev_beyond_20_columns"] = footprints(seven, first_column=20)
+        out["7_gev_beyond_40_columns"] = footprints(seven, first_column=40)
         lifetime = Path(tmp) / "e7-3ms.h5"
         simulate_events(lifetime, args.events, args.seed, gun_config(7.0, lifetime_ms=3.0), progress=False)
         out["7_gev_lifetime_3ms"] = footprints(lifetime)
     out["shower_containment_7_gev"] = shower_containment(6, args.seed)
-    for key in ("7_gev_hit_cut_300", "7_gev_hit_cut_700", "7_gev_lifetime_3ms", "shower_containment_7_gev"):
+    for key in ("7_gev_hit_cut_300", "7_gev_hit_cut_700", "7_gev_beyond_20_columns", "7_gev_beyond_40_columns",
+                "7_gev_lifetime_3ms", "shower_containment_7_gev"):
         print(f"{key}: {out[key]}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
