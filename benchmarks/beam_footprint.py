@@ -29,10 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-MOLIERE_RADIUS_CM = 9.04
-RADIATION_LENGTH_CM = 14.0
-
-
 def gun_config(momentum_gev: float, lifetime_ms: float | None = None):
     from protoseg.sim.simulate import SimulationConfig
 
@@ -54,9 +50,10 @@ def footprints(path: Path, min_integral: float = 0.0, first_column: int = 0) -> 
         for event in events.iter_events():
             keep = (np.asarray(event.hits["label"]) == 1) & (np.asarray(event.hits["integral"]) >= min_integral)
             rows, cols = pixel_indices(event.hits["tick"][keep], event.hits["wire"][keep], (320, 320))
-            deep = cols >= cols.min() + first_column if cols.size else cols >= 0
-            rows, cols, keep = rows[deep], cols[deep], np.flatnonzero(keep)[deep]
-            hits.append(int(keep.size))
+            if cols.size:
+                deep = cols >= cols.min() + first_column
+                rows, cols = rows[deep], cols[deep]
+            hits.append(int(cols.size))
             pixels.append(int(np.unique(rows * 320 + cols).size))
             columns.append(int(cols.max() - cols.min() + 1) if cols.size else 0)
     return {"beam_hits": float(np.median(hits)), "beam_pixels": float(np.median(pixels)),
@@ -65,6 +62,7 @@ def footprints(path: Path, min_integral: float = 0.0, first_column: int = 0) -> 
 
 def shower_containment(n_events: int, seed: int) -> dict:
     """Lateral and longitudinal energy containment of 7 GeV e⁻ showers along +z from the detector middle."""
+    from protoseg.detector import ARGON
     from protoseg.sim.generator import SourceConfig, TransportConfig, generate_truth
 
     start = np.array([-150.0, 300.0, 50.0])
@@ -76,11 +74,11 @@ def shower_containment(n_events: int, seed: int) -> dict:
         deposits = generate_truth(np.random.default_rng([seed, k]), sources, TransportConfig()).deposits
         energy = deposits.energy_mev.astype(float)
         r = np.hypot(deposits.x_cm - start[0], deposits.y_cm - start[1])
-        lateral.append([energy[r < f * MOLIERE_RADIUS_CM].sum() / energy.sum() for f in radii])
+        lateral.append([energy[r < f * ARGON.moliere_radius_cm].sum() / energy.sum() for f in radii])
         z = deposits.z_cm - start[2]
         order = np.argsort(z)
         cumulative = np.cumsum(energy[order]) / energy.sum()
-        depth.append([z[order][np.searchsorted(cumulative, q)] / RADIATION_LENGTH_CM for q in (0.5, 0.9, 0.95)])
+        depth.append([z[order][np.searchsorted(cumulative, q)] / ARGON.radiation_length_cm for q in (0.5, 0.9, 0.95)])
     return {"energy_within_moliere_radii": dict(zip([str(f) for f in radii], np.mean(lateral, axis=0).round(3).tolist())),
             "depth_x0_of_50_90_95_percent": np.mean(depth, axis=0).round(2).tolist()}
 

@@ -399,17 +399,23 @@ def test_2018_beam_label_rule_on_a_hand_built_event():
         apply_beam_label_rule(hits, HAND_PARTICLES, "2019")
 
 
-def test_make_image_file_selects_on_hits_kept_by_the_2018_rule(tmp_path):
+def hand_events_file(path, ticks=(100.0, 101.0)):
+    """One MC event per tick value: a hit of each HAND_PARTICLES particle (and a noise hit) on wires
+    0, 100, ..., 1100 at that tick, integrals 1..12."""
     track = np.array([10, 11, 12, 13, 14, 15, 16, 17, 30, 31, 32, -1], np.int32)
     label = np.array([1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 0], np.uint8)
-    path = tmp_path / "events.h5"
     with EventsWriter(path, config={"test": True}, is_mc=True) as writer:
-        for k in range(2):
-            hits = {"wire": np.arange(12, dtype=np.uint16) * 100, "tick": np.full(12, 100.0 + k, np.float32),
+        for k, tick in enumerate(ticks):
+            hits = {"wire": np.arange(12, dtype=np.uint16) * 100, "tick": np.full(12, tick, np.float32),
                     "integral": np.arange(1, 13, dtype=np.float32), "rms": np.ones(12, np.float32),
                     "peak": np.ones(12, np.float32), "label": label, "origin": label, "track_id": track,
                     "pdg": np.zeros(12, np.int32)}
             writer.append(Event(event_id=k, hits=hits, is_mc=True, particles=HAND_PARTICLES))
+    return path
+
+
+def test_make_image_file_selects_on_hits_kept_by_the_2018_rule(tmp_path):
+    path = hand_events_file(tmp_path / "events.h5")
     # 8 beam hits with all, 4 with 2018; 3 and 2 not-beam hits.
     summary = make_image_file(path, tmp_path / "all.h5", size=(64, 64), min_beam_hits=8, min_notbeam_hits=3,
                               split=[2, 0, 0])

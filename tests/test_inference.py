@@ -274,7 +274,7 @@ def test_display_every_file_kind(tmp_path, capsys):
 def test_predict_events_applies_the_models_2018_beam_label_rule(tmp_path):
     """A model trained on --beam-label-rule 2018 images: predict builds the same images from MC events,
     gives every hit its pixel's class, and scores only the hits the rule keeps."""
-    from test_images import HAND_PARTICLES
+    from test_images import hand_events_file
 
     from protoseg.images import make_image_file, open_images
 
@@ -284,16 +284,7 @@ def test_predict_events_applies_the_models_2018_beam_label_rule(tmp_path):
     image = {"size": [64, 64], "pooling": "max", "label_scheme": "beam3", "beam_label_rule": "2018"}
     weights, _ = write_weights(network, model_card(config, CLASSES, image, model=network), tmp_path / "model.safetensors")
     # The hand-built event of test_images: 8 beam hits, 4 of them kept by the 2018 rule; 3 not-beam, 2 kept.
-    track = np.array([10, 11, 12, 13, 14, 15, 16, 17, 30, 31, 32, -1], np.int32)
-    label = np.array([1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 0], np.uint8)
-    events = tmp_path / "events.h5"
-    with EventsWriter(events, config={"test": True}, is_mc=True) as writer:
-        for k in range(2):
-            hits = {"wire": np.arange(12, dtype=np.uint16) * 100, "tick": np.full(12, 100.0 + 3000 * k, np.float32),
-                    "integral": np.arange(1, 13, dtype=np.float32), "rms": np.ones(12, np.float32),
-                    "peak": np.ones(12, np.float32), "label": label, "origin": label, "track_id": track,
-                    "pdg": np.zeros(12, np.int32)}
-            writer.append(Event(event_id=k, hits=hits, is_mc=True, particles=HAND_PARTICLES))
+    events = hand_events_file(tmp_path / "events.h5", ticks=(100.0, 3100.0))
     make_image_file(events, tmp_path / "images.h5", size=(64, 64), min_beam_hits=0, min_notbeam_hits=0,
                     split=[2, 0, 0], beam_label_rule="2018")
     summary = predict_file(load_model(weights), events, tmp_path / "pred.h5", batch_size=2, progress=False)
