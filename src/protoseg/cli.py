@@ -7,11 +7,14 @@ Each subcommand lives in ``protoseg.commands.<name>`` and provides ``HELP`` (one
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+from collections.abc import Iterator
 
 from protoseg import __version__
-from protoseg.errors import InputError
+from protoseg.errors import SIGTERM_EXIT_CODE, InputError, Terminated
 
 # Order is the order shown by --help: the data flow of DESIGN.md.
 COMMANDS: dict[str, str] = {
@@ -54,6 +57,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Turn SIGTERM (Slurm's time limit, ``kill``) into a ``Terminated`` exception while a command runs.
+
+    The default action kills the process on the spot, leaving every temporary output behind; raising
+    instead unwinds through ``atomic_output`` as Ctrl-C does. A second SIGTERM during that cleanup is
+    ignored. Worker processes are not affected: simulate's are spawned (fresh interpreters, default
+    action) and ended by the pool when the exception reaches it. Outside the main thread (a caller
+    running ``main`` in a thread) signals cannot be handled and nothing changes.
+    """
+    received = False
+
+    def handler(signum, frame) -> None:
+        nonlocal received
+        if not received:
+            received = True
+            raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
@@ -68,13 +100,17 @@ def main(argv: list[str] | None = None) -> int:
 
         tune_cpu_allocator()
     try:
-        code = args._run(args)
+        with _sigterm_unwinds():
+            code = args._run(args)
     except InputError as exc:
         print(f"protoseg {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"protoseg {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"protoseg {args.command}: terminated by SIGTERM, unfinished outputs removed", file=sys.stderr)
+        return SIGTERM_EXIT_CODE
     return int(code or 0)
 
 
