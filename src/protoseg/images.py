@@ -507,8 +507,89 @@ def _events_charge_scale(events) -> str:
     return "hit integral in ADC x tick, as stored in the events file (no rescaling)"
 
 
+# Settings that may differ between events files made into one image file: what identifies a piece of a
+# sample (its seed, its event range, its bad channels, which follow from the seed; the dump it was imported
+# from), not how events were made. Everything else in the files' configs must be equal.
+_PER_PIECE_SETTINGS = frozenset({
+    "run.seed", "run.n_events", "run.first_event", "run.dead_channels", "run.noisy_channels",  # simulate
+    "source", "tree", "step_size", "source_entries",  # import-root
+})
+# Of those, what only says which events of a sample a file holds: files equal in everything else are
+# pieces of one sample, and must not hold the same events twice.
+_RANGE_SETTINGS = frozenset({"run.n_events", "run.first_event", "step_size"})
+
+
+def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}`` (lists stay values)."""
+    if not isinstance(config, dict):
+        return {prefix: config} if prefix else {"": config}
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+def _producer(config: dict) -> str:
+    if "command" in config:
+        return str(config["command"])
+    return "simulate" if "run" in config and "sources" in config else "an unknown producer"
+
+
+def check_compatible_events(files: Sequence[Any]) -> None:
+    """Refuse events files that cannot make one image file; InputError names the file and the setting.
+
+    Files must agree on MC / data and on every setting of their configs except those of
+    ``_PER_PIECE_SETTINGS`` (seed, event range, bad channels, imported dump); files that are pieces
+    of one sample (equal but for their event range) must not share an event.
+    """
+    if len(files) < 2:
+        return
+    first = files[0]
+    reference = _flatten(first.config)
+    for other in files[1:]:
+        if bool(other.is_mc) != bool(first.is_mc):
+            kinds = {True: "MC (with truth)", False: "data (no truth)"}
+            raise InputError(f"is {kinds[bool(other.is_mc)]} but {first.path} is {kinds[bool(first.is_mc)]}: "
+                             "they cannot make one image file", other.path)
+        if _producer(other.config) != _producer(first.config):
+            raise InputError(f"was made by {_producer(other.config)} but {first.path} by {_producer(first.config)}: "
+                             "their hits are not on one footing (charge scale, truth)", other.path)
+        settings = _flatten(other.config)
+        differing = sorted(
+            key for key in set(reference) | set(settings)
+            if key not in _PER_PIECE_SETTINGS and reference.get(key, "(not set)") != settings.get(key, "(not set)")
+        )
+        if differing:
+            shown = ", ".join(f"{key} ({settings.get(key, '(not set)')!r} vs {reference.get(key, '(not set)')!r})"
+                              for key in differing[:3])
+            more = f" and {len(differing) - 3} more" if len(differing) > 3 else ""
+            raise InputError(f"was made with other settings than {first.path}: {shown}{more}", other.path)
+    samples: dict[str, list[Any]] = {}
+    for events in files:
+        identity = json.dumps({k: v for k, v in _flatten(events.config).items() if k not in _RANGE_SETTINGS},
+                              sort_keys=True, default=str)
+        samples.setdefault(identity, []).append(events)
+    for pieces in samples.values():
+        if len(pieces) < 2:
+            continue
+        ids = np.concatenate([np.asarray(events.event_ids, dtype=np.int64) for events in pieces])
+        owner = np.repeat(np.arange(len(pieces)), [len(events) for events in pieces])
+        order = np.argsort(ids, kind="stable")
+        ids, owner = ids[order], owner[order]
+        repeated = np.flatnonzero((ids[1:] == ids[:-1]) & (owner[1:] != owner[:-1]))
+        if repeated.size:
+            k = int(repeated[0])
+            raise InputError(
+                f"holds event {int(ids[k])} of {pieces[owner[k]].path} again (same sample: same seed or the same "
+                "imported dump); an event must not be in two files", pieces[owner[k + 1]].path)
+
+
 def make_image_file(
-    events_path: str | Path,
+    events_path: str | Path | Sequence[str | Path],
     out_path: str | Path,
     *,
     size: Sequence[int] = DEFAULT_SIZE,
@@ -524,7 +605,7 @@ def make_image_file(
     chunk_events: int = 64,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Events file → image file (format ``protoseg-images`` v1). Returns a summary dict.
+    """Events file(s) → image file (format ``protoseg-images`` v1). Returns a summary dict.
 
     Events pass the selection with at least ``min_beam_hits`` beam and ``min_notbeam_hits``
     not-beam hits at full resolution; ``split`` (counts, or fractions summing to 1; default
@@ -532,12 +613,22 @@ def make_image_file(
     Images are written in the order of the events file. Data files (no truth) give images without
     labels and need both minimums to be 0. ``beam_label_rule`` (``all`` or ``2018``, module
     docstring) is applied before the selection, so the minimums count the relabelled hits.
+
+    Several events files (a list) are read as one sample, in the order given: they must be
+    compatible (``check_compatible_events``); ``/source_file`` says which file each image comes from
+    and ``/event_index`` its position in that file. The split is drawn over the events of all files
+    in that order, so the pieces of a simulation run, given in order, make the same images and the
+    same split as the single file of the whole run.
     """
+    import contextlib
+
     import h5py
 
     from protoseg.events import open_events
 
-    events_path = Path(events_path)
+    paths = [Path(events_path)] if isinstance(events_path, (str, Path)) else [Path(p) for p in events_path]
+    if not paths:
+        raise InputError("no events file given")
     out_path = Path(out_path)
     height, width = check_size(size)
     if pooling not in POOLINGS:
@@ -548,54 +639,73 @@ def make_image_file(
         raise InputError(f"unknown beam label rule '{beam_label_rule}' (choose from {', '.join(BEAM_LABEL_RULES)})")
     if min_beam_hits < 0 or min_notbeam_hits < 0:
         raise InputError("--min-beam-hits and --min-notbeam-hits must be >= 0")
-    if out_path.exists() and out_path.resolve() == events_path.resolve():
-        raise InputError("output would overwrite the input file", out_path)
-    with open_events(events_path) as events:
-        n_events = len(events)
+    for k, path in enumerate(paths):
+        if out_path.exists() and path.exists() and out_path.resolve() == path.resolve():
+            raise InputError("output would overwrite the input file", out_path)
+        if path.exists() and any(path.resolve() == q.resolve() for q in paths[:k] if q.exists()):
+            raise InputError("events file given twice", path)
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(open_events(path)) for path in paths]
+        check_compatible_events(files)
+        counts_per_file = np.array([len(events) for events in files], dtype=np.int64)
+        n_events = int(counts_per_file.sum())
         if n_events == 0:
-            raise InputError("events file holds no events", events_path)
-        is_mc = events.is_mc and "label" in events.hit_columns
+            raise InputError("events file holds no events" if len(files) == 1 else "the events files hold no events",
+                             paths[0] if len(files) == 1 else None)
+        is_mc = all(events.is_mc and "label" in events.hit_columns for events in files)
         if not is_mc and (min_beam_hits > 0 or min_notbeam_hits > 0):
             raise InputError(
                 "events have no truth labels (data), so there are no beam / not-beam hits to select on: "
                 "use --min-beam-hits 0 --min-notbeam-hits 0",
-                events_path,
+                next(e.path for e in files if not (e.is_mc and "label" in e.hit_columns)),
             )
-        truth_columns = events.config.get("truth_columns")
-        if is_mc and label_scheme == "species" and (
-            "pdg" not in events.hit_columns or (truth_columns is not None and "pdg" not in truth_columns)
-        ):
-            raise InputError("species labels need the per-hit truth pdg, which this events file does not record", events_path)
         relabel = is_mc and beam_label_rule != "all"
-        if relabel and ("track_id" not in events.hit_columns or events._particle_offsets is None
-                        or (truth_columns is not None and "track_id" not in truth_columns)):
-            raise InputError(
-                f"the {beam_label_rule} beam label rule needs per-hit track ids and the particle table, "
-                "which this events file does not have", events_path)
-        if spread_rms and "rms" not in events.hit_columns:
-            raise InputError("--spread-rms needs the per-hit rms, which this events file does not have", events_path)
-        try:
-            if relabel:
-                n_beam, n_not_beam = _hit_class_counts_relabelled(events, beam_label_rule)
-            elif is_mc:
-                n_beam, n_not_beam = _hit_class_counts(events)
-            else:
-                n_beam = n_not_beam = np.zeros(n_events, dtype=np.int64)
-        except OSError as exc:
-            raise InputError(f"hit data cannot be read, the file is corrupt ({exc})", events_path) from None
+        n_beam_parts, n_not_beam_parts = [], []
+        for events in files:
+            truth_columns = events.config.get("truth_columns")
+            if is_mc and label_scheme == "species" and (
+                "pdg" not in events.hit_columns or (truth_columns is not None and "pdg" not in truth_columns)
+            ):
+                raise InputError("species labels need the per-hit truth pdg, which this events file does not record", events.path)
+            if relabel and ("track_id" not in events.hit_columns or events._particle_offsets is None
+                            or (truth_columns is not None and "track_id" not in truth_columns)):
+                raise InputError(
+                    f"the {beam_label_rule} beam label rule needs per-hit track ids and the particle table, "
+                    "which this events file does not have", events.path)
+            if spread_rms and "rms" not in events.hit_columns:
+                raise InputError("--spread-rms needs the per-hit rms, which this events file does not have", events.path)
+            try:
+                if relabel:
+                    n_beam, n_not_beam = _hit_class_counts_relabelled(events, beam_label_rule)
+                elif is_mc:
+                    n_beam, n_not_beam = _hit_class_counts(events)
+                else:
+                    n_beam = n_not_beam = np.zeros(len(events), dtype=np.int64)
+            except OSError as exc:
+                raise InputError(f"hit data cannot be read, the file is corrupt ({exc})", events.path) from None
+            n_beam_parts.append(n_beam)
+            n_not_beam_parts.append(n_not_beam)
+        n_beam, n_not_beam = np.concatenate(n_beam_parts), np.concatenate(n_not_beam_parts)
+        # Events are numbered over all files in the order given (file k starts at file_start[k]).
+        file_start = np.concatenate([[0], np.cumsum(counts_per_file)])
+        where = paths[0] if len(paths) == 1 else None
         passing = np.flatnonzero((n_beam >= min_beam_hits) & (n_not_beam >= min_notbeam_hits))
         if len(passing) == 0:
             raise InputError(
-                f"no event of {n_events} has >= {min_beam_hits} beam and >= {min_notbeam_hits} not-beam hits",
-                events_path,
-            )
-        n_train, n_val, n_test = parse_split(split, len(passing), events_path)
+                f"no event of {n_events} has >= {min_beam_hits} beam and >= {min_notbeam_hits} not-beam hits", where)
+        n_train, n_val, n_test = parse_split(split, len(passing), where)
         rng = np.random.default_rng(np.random.SeedSequence(int(seed)))
         chosen = rng.permutation(passing)[: n_train + n_val + n_test]
         split_of = np.concatenate([np.zeros(n_train), np.ones(n_val), np.full(n_test, 2)]).astype(np.uint8)
         order = np.argsort(chosen, kind="stable")
-        positions, split_codes = chosen[order], split_of[order]
-        n_images = len(positions)
+        chosen, split_codes = chosen[order], split_of[order]
+        file_of = np.searchsorted(file_start, chosen, side="right") - 1
+        positions = chosen - file_start[file_of]
+        n_images = len(chosen)
+        event_ids = np.empty(n_images, dtype=np.int64)
+        for k, events in enumerate(files):
+            mine = file_of == k
+            event_ids[mine] = events.event_ids[positions[mine]]
         class_names = LABEL_SCHEMES[label_scheme]
         columns = ["wire", "tick", "integral"] + (["rms"] if spread_rms else [])
         if is_mc:
@@ -610,34 +720,44 @@ def make_image_file(
             "split_counts": {"train": n_train, "validation": n_val, "test": n_test},
             "seed": int(seed),
         }
+        source = str(paths[0]) if len(paths) == 1 else f"{len(paths)} events files (/source_files), the first {paths[0]}"
         attrs = {
             "size": [height, width],
             "pooling": pooling,
             "label_scheme": label_scheme,
             "class_names": class_names,
-            "source": str(events_path),
+            "source": source,
             "source_format": "protoseg-events",
+            "n_source_files": len(paths),
             "selection": selection,
             "spread_rms": bool(spread_rms),
             "drop_noise": bool(drop_noise),
             "beam_label_rule": beam_label_rule if is_mc else "none (no truth)",
-            "charge_scale": _events_charge_scale(events),
+            "charge_scale": _events_charge_scale(files[0]),
             "pixel_value": f"{pooling} of hit integrals (ADC x tick); not normalised",
             "grid": f"row = floor(tick * {height} / {READOUT.n_ticks}), column = floor(wire * {width} / {READOUT.n_wires})",
-            "events_config": json.dumps(events.config, sort_keys=True),
+            "events_config": json.dumps(files[0].config, sort_keys=True),
         }
         with atomic_output(out_path) as tmp:
             with h5py.File(tmp, "w") as h5:
                 _write_attrs(h5, attrs)
                 adc_ds, label_ds = _create_image_datasets(h5, n_images, height, width, with_labels=is_mc)
-                h5.create_dataset("event_id", data=events.event_ids[positions].astype(np.int64))
+                h5.create_dataset("event_id", data=event_ids)
                 h5.create_dataset("event_index", data=positions.astype(np.int64))
+                h5.create_dataset("source_file", data=file_of.astype(np.uint32))
+                strings = h5py.string_dtype("utf-8")
+                h5.create_dataset("source_files", data=[str(p) for p in paths], dtype=strings)
+                h5.create_dataset("source_configs", data=[json.dumps(e.config, sort_keys=True) for e in files], dtype=strings)
                 h5.create_dataset("split", data=split_codes)
-                _fill_images(events, positions, columns, adc_ds, label_ds, (height, width), pooling,
-                             label_scheme if is_mc else None, spread_rms, drop_noise, chunk_events, progress,
-                             beam_label_rule if relabel else "all")
+                first_row = 0
+                for k, events in enumerate(files):
+                    mine = positions[file_of == k]
+                    _fill_images(events, mine, columns, adc_ds, label_ds, (height, width), pooling,
+                                 label_scheme if is_mc else None, spread_rms, drop_noise, chunk_events, progress,
+                                 beam_label_rule if relabel else "all", first_row=first_row)
+                    first_row += len(mine)
     return {
-        "input": str(events_path),
+        "input": str(paths[0]) if len(paths) == 1 else [str(p) for p in paths],
         "output": str(out_path),
         "n_events_read": int(n_events),
         "n_events_passing": int(len(passing)),
@@ -674,7 +794,8 @@ def _relabelled_hits(events, columns, start: int, stop: int, chunk_events: int, 
 
 
 def _fill_images(events, positions, columns, adc_ds, label_ds, size, pooling, label_scheme, spread_rms,
-                 drop_noise, chunk_events, progress, beam_label_rule: str = "all") -> None:
+                 drop_noise, chunk_events, progress, beam_label_rule: str = "all", first_row: int = 0) -> None:
+    """Images of the events at ``positions`` (increasing) into rows ``first_row...`` of the datasets."""
     n_images = len(positions)
     if n_images == 0:
         return
@@ -684,7 +805,7 @@ def _fill_images(events, positions, columns, adc_ds, label_ds, size, pooling, la
     label_block = np.zeros((block, height, width), dtype=np.uint8)
     wanted = np.zeros(len(events), dtype=bool)
     wanted[positions] = True
-    written = 0
+    written = first_row
     filled = 0
     show = progress and sys.stderr.isatty()
     # Read contiguous runs of events in blocks; skip the events that were not chosen.
@@ -707,14 +828,14 @@ def _fill_images(events, positions, columns, adc_ds, label_ds, size, pooling, la
             written += filled
             filled = 0
             if show:
-                print(f"\rimages: {written}/{n_images}", end="", file=sys.stderr, flush=True)
+                print(f"\rimages: {written - first_row}/{n_images}", end="", file=sys.stderr, flush=True)
     if filled:
         adc_ds[written : written + filled] = adc_block[:filled]
         if label_ds is not None:
             label_ds[written : written + filled] = label_block[:filled]
         written += filled
     if show:
-        print(f"\rimages: {written}/{n_images}", file=sys.stderr, flush=True)
+        print(f"\rimages: {written - first_row}/{n_images}", file=sys.stderr, flush=True)
 
 
 def _check_hit_values(hits: dict[str, np.ndarray], event_id: int, path: Path) -> None:
@@ -856,6 +977,11 @@ class ImageFile:
         if n and self.split.max() > 2:
             raise InputError("/split holds codes other than 0 (train), 1 (validation), 2 (test)", self.path)
         self.event_index = np.asarray(h5["event_index"][...], dtype=np.int64) if "event_index" in h5 else None
+        # Files made from one events file (all before several could be given) have no /source_file: all 0.
+        self.source_file = (np.asarray(h5["source_file"][...], dtype=np.int64) if "source_file" in h5
+                            else np.zeros(len(self.event_id), dtype=np.int64))
+        if len(self.source_file) != n:
+            raise InputError(f"/source_file length differs from the {n} images", self.path)
         self.attrs: dict[str, Any] = {key: _attr_value(value) for key, value in h5.attrs.items()}
         names = self.attrs.get("class_names")
         if not isinstance(names, list) or not names:
@@ -865,6 +991,14 @@ class ImageFile:
     @property
     def size(self) -> tuple[int, int]:
         return int(self.adc.shape[1]), int(self.adc.shape[2])
+
+    @property
+    def source_files(self) -> list[str]:
+        """The events files the images were made from, in order (``source_file`` indexes this list)."""
+        if "source_files" in self._h5:
+            return [str(name) for name in self._h5["source_files"].asstr()[...]]
+        source = self.attrs.get("source")
+        return [str(source)] if source else []
 
     @property
     def num_classes(self) -> int:

@@ -5,7 +5,7 @@ import argparse
 
 HELP = "downsample events to labelled images (pooling, label scheme, selection, splits)"
 DESCRIPTION = (
-    "Turn an events file into an image file: hits are binned into H x W pixels (row = tick bin over "
+    "Turn one or more events files into an image file: hits are binned into H x W pixels (row = tick bin over "
     "6000 ticks, column = wire bin over 1440 wires), pooled, labelled, selected and split into "
     "train / validation / test. Normalisation is not applied here: it is an option of training."
 )
@@ -20,7 +20,9 @@ _POOLING_HELP = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from protoseg.images import BEAM_LABEL_RULES, LABEL_SCHEMES, POOLINGS  # light: numpy only
 
-    parser.add_argument("input", help="events file (protoseg-events)")
+    parser.add_argument("input", nargs="+", metavar="EVENTS.h5",
+                        help="events file(s) (protoseg-events); several files (e.g. the pieces of a Slurm array "
+                             "simulation) are read as one sample, in the order given, and must be compatible")
     parser.add_argument("-o", "--output", required=True, help="image file to write (HDF5)")
     parser.add_argument("--size", nargs=2, type=int, default=[320, 320], metavar=("H", "W"),
                         help="image rows (tick bins) and columns (wire bins); default 320 320")
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from protoseg.images import class_balance, format_class_balance, make_image_file, open_images
 
     summary = make_image_file(
-        args.input, args.output, size=args.size, pooling=args.pooling, label_scheme=args.labels,
+        args.input if len(args.input) > 1 else args.input[0], args.output, size=args.size, pooling=args.pooling, label_scheme=args.labels,
         min_beam_hits=args.min_beam_hits, min_notbeam_hits=args.min_notbeam_hits, split=args.split,
         seed=args.seed, spread_rms=args.spread_rms, drop_noise=args.drop_noise,
         beam_label_rule=args.beam_label_rule, progress=True,

@@ -18,6 +18,9 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="EVENTS.h5", help="events file to write")
     parser.add_argument("-n", "--events", type=int, required=True, metavar="N", help="number of events")
+    parser.add_argument("--first-event", type=int, default=0, metavar="K",
+                        help="simulate events K..K+N-1 of the run (default 0): pieces of a big run, e.g. one per "
+                             "Slurm array task, hold exactly its events")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); every random choice follows from it")
     parser.add_argument("--workers", type=int, default=1, metavar="K", help="worker processes (default 1)")
     gun = parser.add_argument_group("particle gun (replaces the beam)")
@@ -87,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     from protoseg.sim.simulate import simulate_events
 
     config = build_config(args)
-    summary = simulate_events(args.output, args.events, args.seed, config, workers=args.workers, progress=not args.quiet)
-    print(f"wrote {summary['events']} events, {summary['hits']} hits to {args.output} in {summary['seconds']:.1f} s")
+    summary = simulate_events(args.output, args.events, args.seed, config, workers=args.workers, progress=not args.quiet,
+                              first_event=args.first_event)
+    span = f" (events {args.first_event}..{args.first_event + args.events - 1})" if args.first_event else ""
+    print(f"wrote {summary['events']} events{span}, {summary['hits']} hits to {args.output} in {summary['seconds']:.1f} s")
     return 0

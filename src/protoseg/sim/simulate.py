@@ -7,7 +7,9 @@ Every random choice flows from one user seed through ``numpy.random.SeedSequence
   and one for the detector (noise), so the truth of an event does not depend on detector settings.
 
 Events are simulated in any order by any number of worker processes and written in index order by
-the main process, so the same seed gives the same file whatever ``workers`` is.
+the main process, so the same seed gives the same file whatever ``workers`` is. A run can be cut into
+pieces (``first_event``): the piece holding events K..K+N-1 holds exactly those events of one big
+run with the same seed (event ids are the indices), which is how a Slurm array job makes a large sample.
 """
 from __future__ import annotations
 
@@ -145,12 +147,13 @@ def validate_simulation_config(config: SimulationConfig) -> None:
     validate_hitfinding_config(config.hits)
 
 
-def resolved_config(config: SimulationConfig, *, seed: int, n_events: int, status: ChannelStatus) -> dict:
+def resolved_config(config: SimulationConfig, *, seed: int, n_events: int, status: ChannelStatus, first_event: int = 0) -> dict:
     """The JSON-able record of everything that made a file (stored in its ``config`` attribute)."""
     record = {section: dataclasses.asdict(getattr(config, section)) for section in SECTIONS}
     record["run"] = {
         "seed": int(seed),
         "n_events": int(n_events),
+        "first_event": int(first_event),
         "dead_channels": list(status.dead),
         "noisy_channels": list(status.noisy),
         "seeding": "SeedSequence(seed, spawn_key=(0,)) channel status; SeedSequence(seed, spawn_key=(1, event)) per event",
@@ -265,10 +268,12 @@ def simulate_events(
     *,
     workers: int = 1,
     progress: bool = False,
+    first_event: int = 0,
 ) -> dict:
-    """Simulate ``n_events`` events into the events file ``path`` (written atomically).
+    """Simulate events ``first_event .. first_event + n_events - 1`` into the events file ``path`` (atomically).
 
-    Returns a summary: events, hits, seconds, and the resolved configuration.
+    Event ``i`` depends only on ``seed`` and ``i``, so pieces of a run (``first_event``) hold exactly
+    the events of one big run. Returns a summary: events, hits, seconds, and the resolved configuration.
     """
     from protoseg.events import EventsWriter
 
@@ -279,6 +284,9 @@ def simulate_events(
         raise InputError(f"--workers must be at least 1, got {workers}")
     if not 0 <= int(seed) < 2**63:
         raise InputError(f"--seed must be a non-negative integer, got {seed}")
+    if not isinstance(first_event, (int, np.integer)) or not 0 <= first_event <= 2**62 - n_events:
+        raise InputError(f"--first-event must be a non-negative integer (at most 2^62 - N), got {first_event}")
+    indices = range(int(first_event), int(first_event) + int(n_events))
     validate_simulation_config(config)
 
     start = time.perf_counter()
@@ -286,17 +294,17 @@ def simulate_events(
     status = simulator.status if simulator else choose_bad_channels(
         np.random.SeedSequence(int(seed), spawn_key=(0,)), config.readout, READOUT.n_wires
     )
-    record = resolved_config(config, seed=seed, n_events=n_events, status=status)
+    record = resolved_config(config, seed=seed, n_events=n_events, status=status, first_event=first_event)
     bar = _Progress(n_events, progress)
     n_hits = 0
     with EventsWriter(path, config=record, is_mc=True, source="protoseg simulate") as writer:
         if simulator is not None:
-            events = (simulator.simulate(i) for i in range(n_events))
+            events = (simulator.simulate(i) for i in indices)
             pool = None
         else:
             context = multiprocessing.get_context("spawn")
             pool = context.Pool(min(workers, n_events), initializer=_init_worker, initargs=(config, int(seed)))
-            events = pool.imap(_simulate_in_worker, range(n_events), chunksize=1)
+            events = pool.imap(_simulate_in_worker, indices, chunksize=1)
         try:
             for done, event in enumerate(events, start=1):
                 writer.append(event)
