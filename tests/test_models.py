@@ -182,3 +182,98 @@ def test_sync_batch_norm_takes_the_plain_path():
     assert tiny(memory_efficient=True)._buffered_path_supported()
     with torch.no_grad():
         assert model(torch.randn(1, 1, 20, 20)).shape == (1, 3, 20, 20)  # eval SyncBatchNorm runs on one process
+
+
+# ---------------------------------------------------------------- derived input planes, empty pixels
+def _sparse_image(shape, seed=0, occupancy=0.1):
+    """An event-like input: a few pixels with charge, the rest exactly 0."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(shape, generator=g, dtype=torch.float64)
+    return torch.where(torch.rand(shape, generator=g, dtype=torch.float64) < occupancy, x, torch.zeros_like(x))
+
+
+def test_derived_planes_are_the_hit_mask_and_relative_position():
+    model = tiny(hit_mask_input=True, position_input=True)
+    assert model.first_conv.in_channels == 1 + 1 + 2
+    x = _sparse_image((2, 1, 4, 5)).float()
+    planes = model._prepare(x)
+    assert planes.shape == (2, 4, 4, 5)
+    torch.testing.assert_close(planes[:, 0], x[:, 0])
+    assert torch.equal(planes[:, 1], (x[:, 0] > 0).float())
+    # (i + 0.5) / H along ticks (rows) and (j + 0.5) / W along wires (columns), for every image
+    assert torch.equal(planes[0, 2, :, 0], torch.tensor([0.125, 0.375, 0.625, 0.875]))
+    assert torch.equal(planes[1, 3, 0, :], torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9]))
+    assert torch.equal(planes[1, 2], planes[0, 2]) and torch.equal(planes[0, 3, 3], planes[0, 3, 0])
+
+
+def test_empty_pixels_are_background_with_no_loss_and_no_gradient():
+    torch.manual_seed(0)
+    model = tiny(empty_is_background=True, hit_mask_input=True).train()
+    x = _sparse_image((2, 1, 19, 23)).float().requires_grad_()
+    logits = model(x)
+    empty = (x.detach()[:, 0] == 0)
+    assert empty.any() and (~empty).any()
+    probabilities = logits.softmax(1)
+    assert torch.equal(probabilities[:, 0][empty], torch.ones(int(empty.sum())))  # exactly background
+    # cross-entropy on empty pixels labelled background is 0, and so is its gradient
+    target = torch.zeros(2, 19, 23, dtype=torch.long)
+    per_pixel = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+    assert torch.equal(per_pixel[empty], torch.zeros(int(empty.sum())))
+    per_pixel[empty].sum().backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.parameters())
+    # the pixels with charge are left to the network
+    assert (probabilities[:, 0][~empty] < 1).all()
+
+
+@pytest.mark.parametrize("variant", ["jegou2017", "protodune2018"])
+def test_input_options_keep_the_three_paths_equal(variant):
+    torch.manual_seed(0)
+    options = dict(hit_mask_input=True, position_input=True, empty_is_background=True, dropout=0.2, variant=variant)
+    plain = tiny(**options).double().train()
+    efficient = copy.deepcopy(plain)
+    efficient.memory_efficient = True
+    x = _sparse_image((2, 1, 37, 53), occupancy=0.3)
+    outs, grads = [], []
+    for model in (plain, efficient):
+        torch.manual_seed(1)
+        out = model(x)
+        out.backward(torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out))
+        outs.append(out.detach())
+        grads.append({k: p.grad for k, p in model.named_parameters()})
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-10, atol=1e-11)
+    for key in grads[0]:
+        torch.testing.assert_close(grads[1][key], grads[0][key], rtol=1e-8, atol=1e-10, msg=key)
+    plain.eval()
+    with torch.inference_mode():
+        buffered = plain(x)
+    torch.testing.assert_close(buffered, plain._forward_plain(x), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+def test_input_options_survive_script_and_onnx_at_new_sizes(tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model = tiny(hit_mask_input=True, position_input=True, empty_is_background=True).eval()
+    other = _sparse_image((2, 1, 29, 70), seed=3).float()
+    with torch.no_grad():
+        expected = model(other)
+        scripted = torch.jit.script(model)
+        torch.testing.assert_close(scripted(other), expected, rtol=1e-5, atol=1e-5)
+    path = tmp_path / "tiny.onnx"
+    torch.onnx.export(model, (_sparse_image((1, 1, 37, 53)).float(),), path, dynamo=False, input_names=["adc"],
+                      output_names=["logits"],
+                      dynamic_axes={"adc": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch", 2: "height", 3: "width"}})
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"adc": other.numpy()})[0]
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_cards_without_the_input_options_build_the_paper_network():
+    """Model cards written before these options existed rebuild the same network (options off)."""
+    old = dict(tiny().config)
+    for key in ("hit_mask_input", "position_input", "empty_is_background"):
+        assert old.pop(key) is False
+    rebuilt = build_model(**old)
+    assert rebuilt.first_conv.in_channels == 1 and not rebuilt.empty_is_background
+    rebuilt.load_state_dict(tiny().state_dict())
+    with pytest.raises(InputError, match="position_input must be true or false"):
+        tiny(position_input="yes")

@@ -176,3 +176,41 @@ def test_used_run_folder_refuses_a_fresh_run_another_model_and_a_corrupt_checkpo
     last.write_bytes(last.read_bytes()[:1000])
     with pytest.raises(InputError, match="cannot resume: checkpoint is corrupt"):
         train(tiny_config(data, tmp_path / "run", "trainer.max_epochs=2"))
+
+
+def test_budget_one_cycle_follows_the_cpu_time_used():
+    from protoseg.training import BudgetOneCycle, RunClock
+
+    clock = RunClock(cpu_budget_s=100.0)
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = BudgetOneCycle(optimizer, max_lr=1e-3, warmup_fraction=0.2, clock=clock, budget_s=100.0)
+    # torch's OneCycleLR defaults: from max/25, up to max at the end of the warm-up, down to max/25/1e4
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(4e-5)
+    assert schedule.lr_at(0.1) == pytest.approx((4e-5 + 1e-3) / 2)  # cosine half-way up
+    assert schedule.lr_at(0.2) == pytest.approx(1e-3)
+    assert schedule.lr_at(0.6) == pytest.approx((1e-3 + 4e-9) / 2)  # half-way down
+    assert schedule.lr_at(1.0) == pytest.approx(4e-9) and schedule.lr_at(3.0) == pytest.approx(4e-9)
+    clock.cpu_s = 20.0
+    optimizer.step()
+    schedule.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert "clock" not in schedule.state_dict()
+
+
+def test_cpu_time_budget_stops_the_run_and_logs_both_clocks(tmp_path):
+    from protoseg.training import train
+
+    data = make_images(tmp_path / "images.h5", n_train=6)
+    config = tiny_config(data, tmp_path / "run", "trainer.max_epochs=100000", "trainer.cpu_time_budget_s=2.0",
+                         "optim.schedule=onecycle")
+    train(config)
+    rows = [r for r in csv.DictReader(open(tmp_path / "run" / "csv" / "version_0" / "metrics.csv")) if r.get("cpu_time_s")]
+    assert rows, "no validation row carries the clocks"
+    cpu = [float(r["cpu_time_s"]) for r in rows]
+    wall = [float(r["wall_time_s"]) for r in rows]
+    assert cpu == sorted(cpu) and wall == sorted(wall) and cpu[0] > 0
+    # stopped by the budget: within one training step (a few ms here) plus a validation of it
+    assert 2.0 <= cpu[-1] < 10.0
+    assert len(rows) < 100000
+    card = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert card["metrics"]["validation"]["cpu_time_s"] > 0

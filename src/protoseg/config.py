@@ -75,6 +75,10 @@ DEFAULTS: dict[str, Any] = {
         "channels_last": False,
         "progress_bar": True,
         "benchmark": False,  # cudnn.benchmark; non-deterministic, faster on GPUs
+        # Stop once the training process has used this much CPU time (all its threads, summed over
+        # resumes), in seconds; 0 = no limit. A budget that does not depend on what else the machine
+        # runs: benchmarks/model_study.py gives every variant the same one.
+        "cpu_time_budget_s": 0.0,
     },
 }
 
@@ -106,6 +110,7 @@ _RANGES: dict[str, tuple[float, float | None, bool]] = {
     "trainer.early_stopping_patience": (0, None, True),
     "trainer.check_val_every_n_epoch": (1, None, True),
     "trainer.log_every_n_steps": (1, None, True),
+    "trainer.cpu_time_budget_s": (0.0, None, True),
 }
 
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ from protoseg.config import dump_config, validate
 from protoseg.errors import InputError
 from protoseg.fileio import atomic_output
 
-__all__ = ["SegmentationModule", "TrainResult", "train", "build_model_from_card", "architecture_of", "model_card", "write_weights"]
+__all__ = ["SegmentationModule", "RunClock", "TrainResult", "train", "build_model_from_card", "architecture_of", "model_card", "write_weights"]
 
 # How events become images (protoseg.images.event_to_image settings): predict applies them to events files.
 IMAGE_KEYS = ("size", "pooling", "label_scheme", "spread_rms", "drop_noise", "charge_scale", "beam_label_rule")
@@ -130,6 +132,7 @@ class SegmentationModule(pl.LightningModule):
             "iou": {name: float(v) for name, v in zip(self.class_names, per_class.tolist())},
             "miou_per_image": float(result["miou_per_image"]),
             "confusion": result["confusion"].cpu().tolist(),
+            **getattr(self, "run_clock", {}),
         }
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -160,6 +163,12 @@ class SegmentationModule(pl.LightningModule):
             )
             every = int(self.config["trainer"]["check_val_every_n_epoch"])
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": "epoch", "frequency": every}}
+        budget_s = float(self.config["trainer"].get("cpu_time_budget_s") or 0.0)
+        clock = next((cb for cb in self.trainer.callbacks if isinstance(cb, RunClock)), None)
+        if schedule == "onecycle" and budget_s > 0 and clock is not None:
+            # A run bounded by CPU time has no known step count: the cycle follows the budget instead.
+            scheduler = BudgetOneCycle(optimizer, max_lr=optim["lr"], warmup_fraction=optim["warmup_fraction"], clock=clock, budget_s=budget_s)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         total_steps = int(self.trainer.estimated_stepping_batches)
         if schedule == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1), eta_min=optim["min_lr"])
@@ -197,6 +206,92 @@ class SegmentationModule(pl.LightningModule):
             if "cuda" in states and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(states["cuda"])
         self.last_val_metrics = dict(checkpoint.get(_VAL_KEY) or {})
+
+
+class RunClock(pl.Callback):
+    """Wall-clock and CPU time of a training run, summed over resumes; stops at a CPU-time budget.
+
+    CPU time is ``time.process_time()``: every thread of this process (PyTorch's intra-op threads
+    included), so it measures the work done whatever else the machine runs. Both clocks are logged at
+    every validation (``wall_time_s``, ``cpu_time_s``: the training curves against time) and saved in
+    checkpoints, so a resumed run continues its clocks and its budget.
+    """
+
+    def __init__(self, cpu_budget_s: float = 0.0) -> None:
+        self.cpu_budget_s = float(cpu_budget_s)
+        self.wall_s = 0.0
+        self.cpu_s = 0.0
+        self._marks: tuple[float, float] | None = None
+
+    def _tick(self) -> None:
+        now = (time.perf_counter(), time.process_time())
+        if self._marks is not None:
+            self.wall_s += now[0] - self._marks[0]
+            self.cpu_s += now[1] - self._marks[1]
+        self._marks = now
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._marks = (time.perf_counter(), time.process_time())
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._tick()
+        if self.cpu_budget_s > 0 and self.cpu_s >= self.cpu_budget_s:
+            trainer.should_stop = True
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        self._tick()
+        pl_module.log("wall_time_s", self.wall_s, sync_dist=False)
+        pl_module.log("cpu_time_s", self.cpu_s, sync_dist=False)
+        # Whichever of this hook and the module's runs first, the validation record gets the clocks.
+        pl_module.run_clock = {"wall_time_s": round(self.wall_s, 1), "cpu_time_s": round(self.cpu_s, 1)}
+        if isinstance(getattr(pl_module, "last_val_metrics", None), dict):
+            pl_module.last_val_metrics.update(pl_module.run_clock)
+
+    def state_dict(self) -> dict[str, float]:
+        self._tick()
+        return {"wall_s": self.wall_s, "cpu_s": self.cpu_s}
+
+    def load_state_dict(self, state_dict: dict[str, float]) -> None:
+        self.wall_s = float(state_dict.get("wall_s", 0.0))
+        self.cpu_s = float(state_dict.get("cpu_s", 0.0))
+
+
+class BudgetOneCycle(torch.optim.lr_scheduler.LRScheduler):
+    """One-cycle learning rate over a CPU-time budget instead of a step count.
+
+    The shape is torch's OneCycleLR with its defaults (cosine warm-up from max_lr / 25 over
+    ``warmup_fraction`` of the budget, cosine decay to max_lr / 25e4), evaluated at the fraction of
+    ``budget_s`` that the run's :class:`RunClock` has used. Variants of different speed given the same
+    budget thus all warm up and anneal completely. (OneCycleLR also cycles Adam's beta1; this does not.)
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, max_lr: float, warmup_fraction: float, clock: RunClock,
+                 budget_s: float, div_factor: float = 25.0, final_div_factor: float = 1.0e4) -> None:
+        self.max_lr = float(max_lr)
+        self.warmup_fraction = float(warmup_fraction)
+        self.budget_s = float(budget_s)
+        self.initial_lr = self.max_lr / div_factor
+        self.final_lr = self.initial_lr / final_div_factor
+        self.clock = clock
+        super().__init__(optimizer)
+
+    def lr_at(self, fraction: float) -> float:
+        """The learning rate after ``fraction`` (0 to 1) of the budget."""
+        fraction = min(max(fraction, 0.0), 1.0)
+        if fraction < self.warmup_fraction:
+            start, end, pct = self.initial_lr, self.max_lr, fraction / self.warmup_fraction
+        else:
+            start, end, pct = self.max_lr, self.final_lr, (fraction - self.warmup_fraction) / (1.0 - self.warmup_fraction)
+        return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1.0)
+
+    def get_lr(self) -> list[float]:
+        lr = self.lr_at(self.clock.cpu_s / self.budget_s)
+        return [lr for _ in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in super().state_dict().items() if k != "clock"}  # the clock saves itself
 
 
 def architecture_of(config: dict[str, Any], num_classes: int, model: torch.nn.Module | None = None) -> dict[str, Any]:
@@ -413,7 +508,7 @@ def train(config: dict[str, Any], resume: bool = True) -> TrainResult:
         auto_insert_metric_name=False,
         enable_version_counter=False,
     )
-    callbacks: list = [best_cb, LearningRateMonitor(logging_interval="epoch")]
+    callbacks: list = [best_cb, LearningRateMonitor(logging_interval="epoch"), RunClock(config["trainer"]["cpu_time_budget_s"])]
     if config["trainer"]["early_stopping_patience"] > 0:
         callbacks.append(EarlyStopping(monitor="val_miou", mode="max", patience=config["trainer"]["early_stopping_patience"]))
     trainer = _build_trainer(config, run_dir, callbacks, resumed=resume_from is not None)

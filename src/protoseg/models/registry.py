@@ -27,7 +27,9 @@ class ModelSpec:
     required: tuple[str, ...] = ()
 
 
-_TIRAMISU_DEFAULTS = {"up_blocks": None, "first_filters": 48, "dropout": 0.2, "variant": "jegou2017"}
+# Off by default: the paper's network. See protoseg.models.tiramisu for what each does.
+_INPUT_OPTIONS = {"hit_mask_input": False, "position_input": False, "empty_is_background": False}
+_TIRAMISU_DEFAULTS = {"up_blocks": None, "first_filters": 48, "dropout": 0.2, "variant": "jegou2017", **_INPUT_OPTIONS}
 
 _REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
@@ -35,15 +37,15 @@ _REGISTRY: dict[str, ModelSpec] = {
         ModelSpec("fcdensenet56", "FC-DenseNet56 (Jégou et al. 2017): 4 layers per block, growth 12",
                   fixed={"down_blocks": (4, 4, 4, 4, 4), "bottleneck_layers": 4, "up_blocks": (4, 4, 4, 4, 4),
                          "growth_rate": 12},
-                  defaults={"first_filters": 48, "dropout": 0.2, "variant": "jegou2017"}),
+                  defaults={"first_filters": 48, "dropout": 0.2, "variant": "jegou2017", **_INPUT_OPTIONS}),
         ModelSpec("fcdensenet67", "FC-DenseNet67 (Jégou et al. 2017): 5 layers per block, growth 16",
                   fixed={"down_blocks": (5, 5, 5, 5, 5), "bottleneck_layers": 5, "up_blocks": (5, 5, 5, 5, 5),
                          "growth_rate": 16},
-                  defaults={"first_filters": 48, "dropout": 0.2, "variant": "jegou2017"}),
+                  defaults={"first_filters": 48, "dropout": 0.2, "variant": "jegou2017", **_INPUT_OPTIONS}),
         ModelSpec("fcdensenet103", "FC-DenseNet103 (Jégou et al. 2017): 4,5,7,10,12 | 15 | 12,10,7,5,4, growth 16",
                   fixed={"down_blocks": (4, 5, 7, 10, 12), "bottleneck_layers": 15, "up_blocks": (12, 10, 7, 5, 4),
                          "growth_rate": 16},
-                  defaults={"first_filters": 48, "dropout": 0.2, "variant": "jegou2017"}),
+                  defaults={"first_filters": 48, "dropout": 0.2, "variant": "jegou2017", **_INPUT_OPTIONS}),
         ModelSpec("fcdensenet", "general FC-DenseNet: give down_blocks and bottleneck_layers",
                   defaults={**_TIRAMISU_DEFAULTS, "growth_rate": 16}, required=("down_blocks", "bottleneck_layers")),
     ]
@@ -80,7 +82,8 @@ def build_model(name: str, in_channels: int = 1, num_classes: int = 3, memory_ef
         options: FC-DenseNet options: down_blocks (layers per down block), bottleneck_layers,
             up_blocks (default reversed down_blocks), growth_rate (maps per layer, default 16),
             first_filters (default 48), dropout (default 0.2), variant ("jegou2017" default, or
-            "protodune2018"). The named models fix down_blocks, bottleneck_layers, up_blocks and
+            "protodune2018"), hit_mask_input, position_input, empty_is_background (default false:
+            derived input planes and exact background for empty pixels, see protoseg.models.tiramisu). The named models fix down_blocks, bottleneck_layers, up_blocks and
             growth_rate; passing them again is accepted only with the same values.
 
     Returns the model; ``model.config`` holds ``name`` and every option (JSON-serialisable).

@@ -13,6 +13,22 @@ the transition down is ReLU → BN → 1×1 conv with stride 2 → dropout (no m
 The model takes any H, W: the input is zero-padded at the bottom/right to a multiple of
 2**len(down_blocks) and the logits are cropped back, so the output is [N, num_classes, H, W].
 
+Options that tell the network what a ProtoDUNE-SP image is (all off by default, the paper's network):
+
+* ``hit_mask_input``: a plane that is 1 where a pixel holds charge and 0 elsewhere is computed from
+  the input and fed to the first convolution with it, so that a faint hit is as visible as a big one.
+* ``position_input``: two planes holding each pixel's relative tick and wire position, (i + 0.5) / H
+  and (j + 0.5) / W. An image always spans the whole readout (ticks 0-6000, wires 0-1440), so these
+  are absolute detector coordinates: the beam enters at a fixed place (wire 0, the trigger tick) and
+  a convolutional network cannot otherwise know where it is looking (it is translation invariant).
+  Such a model must be trained on whole images (a crop would shift the coordinates).
+* ``empty_is_background``: a pixel without charge in any input plane holds no hit, so it is background
+  by construction; its logits are set to (0, -1e4, ..., -1e4). Its prediction is then exact, its loss
+  and gradient are zero, and all of the network's capacity goes to the few percent of pixels with a hit.
+
+All three are computed inside the network, so exported TorchScript / ONNX models and the C++ loader
+take the same [N, in_channels, H, W] input as before.
+
 Three execution paths share one set of modules (and so one state_dict):
 
 * plain: torchvision-style autograd, a growing ``torch.cat`` per layer (channels-last). Used for
@@ -168,7 +184,8 @@ class FCDenseNet(nn.Module):
     Args: in_channels (image planes), num_classes, down_blocks (layers per down block),
     bottleneck_layers, up_blocks (layers per up block; default reversed down_blocks), growth_rate
     (maps per layer), first_filters (first conv), dropout (probability), variant (see VARIANTS),
-    memory_efficient (training path, see module docstring).
+    memory_efficient (training path, see module docstring), hit_mask_input, position_input and
+    empty_is_background (see the module docstring; class 0 is background).
     Input [N, in_channels, H, W] float, any H and W; output logits [N, num_classes, H, W].
     """
 
@@ -177,7 +194,8 @@ class FCDenseNet(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 3, down_blocks: Sequence[int] = (4, 5, 7, 10, 12),
                  bottleneck_layers: int = 15, up_blocks: Sequence[int] | None = None, growth_rate: int = 16,
                  first_filters: int = 48, dropout: float = 0.2, variant: str = "jegou2017",
-                 memory_efficient: bool = False) -> None:
+                 memory_efficient: bool = False, hit_mask_input: bool = False, position_input: bool = False,
+                 empty_is_background: bool = False) -> None:
         super().__init__()
         up_blocks = tuple(reversed(tuple(down_blocks))) if up_blocks is None else tuple(up_blocks)
         down_blocks = tuple(down_blocks)
@@ -197,8 +215,20 @@ class FCDenseNet(nn.Module):
         self.memory_efficient = bool(memory_efficient)
         self.pad_multiple = 2 ** len(down_blocks)
         relu_first = variant == "protodune2018"
+        for value, what in [(hit_mask_input, "hit_mask_input"), (position_input, "position_input"),
+                            (empty_is_background, "empty_is_background")]:
+            if not isinstance(value, bool):
+                raise InputError(f"{what} must be true or false, got {value!r}")
+        self.hit_mask_input = hit_mask_input
+        self.position_input = position_input
+        self.empty_is_background = empty_is_background
+        # Logits of a pixel without charge: background certain (a finite margin, so fp16 / bf16 hold it).
+        empty_logits = torch.full((num_classes,), -1.0e4)
+        empty_logits[0] = 0.0
+        self.register_buffer("empty_logits", empty_logits, persistent=False)
+        derived = int(hit_mask_input) + 2 * int(position_input)
 
-        self.first_conv = nn.Conv2d(in_channels, first_filters, kernel_size=3, padding=1, bias=True)
+        self.first_conv = nn.Conv2d(in_channels + derived, first_filters, kernel_size=3, padding=1, bias=True)
         channels = first_filters
         skip_channels = []
         self.down_blocks = nn.ModuleList()
@@ -262,6 +292,28 @@ class FCDenseNet(nn.Module):
         if not x.is_floating_point():
             raise InputError(f"{type(self).__name__} expects a floating-point input, got {x.dtype}")
 
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """The input with the derived planes (hit mask, position) appended, as the first conv expects."""
+        if not (self.hit_mask_input or self.position_input):
+            return x
+        planes = [x]
+        if self.hit_mask_input:
+            planes.append((x.abs().amax(1, keepdim=True) > 0).to(x.dtype))
+        if self.position_input:
+            n, h, w = x.shape[0], x.shape[2], x.shape[3]
+            tick = (torch.arange(h, dtype=x.dtype, device=x.device) + 0.5) / h
+            wire = (torch.arange(w, dtype=x.dtype, device=x.device) + 0.5) / w
+            planes.append(tick.view(1, 1, h, 1).expand(n, 1, h, w))
+            planes.append(wire.view(1, 1, 1, w).expand(n, 1, h, w))
+        return torch.cat(planes, 1)
+
+    def _finish(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Logits of empty pixels set to background (``empty_is_background``); ``x`` is the raw input."""
+        if not self.empty_is_background:
+            return logits
+        has_charge = x.abs().amax(1, keepdim=True) > 0
+        return torch.where(has_charge, logits, self.empty_logits.to(logits.dtype).view(1, -1, 1, 1))
+
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         # Pad by the largest amount ever needed, then slice to the next multiple: constant pad widths
         # and a slice whose end follows the input size trace and export with dynamic H and W.
@@ -274,7 +326,7 @@ class FCDenseNet(nn.Module):
         h, w = x.shape[2], x.shape[3]
         # channels-last: oneDNN's 3×3 convolutions run ~3× faster on this layout than on NCHW. (A
         # 1-plane input is both layouts at once, so the first conv's output is converted explicitly.)
-        out = self.first_conv(self._pad(x)).contiguous(memory_format=torch.channels_last)
+        out = self.first_conv(self._pad(self._prepare(x))).contiguous(memory_format=torch.channels_last)
         skips: list[torch.Tensor] = []
         for block, down in zip(self.down_blocks, self.transitions_down):
             out = block(out)
@@ -286,13 +338,14 @@ class FCDenseNet(nn.Module):
             out = block(torch.cat([up(out), skips[n_up - 1 - i]], 1))
             if i < n_up - 1:
                 out = out[:, block.in_channels:]
-        return self.classifier(out)[:, :, :h, :w].contiguous()
+        return self._finish(self.classifier(out)[:, :, :h, :w].contiguous(), x)
 
     @torch.jit.unused
     def _forward_buffered(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[2], x.shape[3]
         m = self.pad_multiple
-        x = F.pad(x, [0, -w % m, 0, -h % m])
+        raw = x
+        x = F.pad(self._prepare(x), [0, -w % m, 0, -h % m])
         # Explicit channels-last strides even for a 1-plane input (where .contiguous() keeps NCHW
         # strides), so oneDNN returns the first conv's output channels-last too.
         x = torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last).copy_(x)
@@ -315,7 +368,7 @@ class FCDenseNet(nn.Module):
             if i < n_up - 1:
                 out = out[:, block.in_channels:]
         workspace.release()  # backward allocates its own when it needs one
-        return self.classifier(out)[:, :, :h, :w].contiguous()
+        return self._finish(self.classifier(out)[:, :, :h, :w].contiguous(), raw)
 
 
 # ---------------------------------------------------------------------- shared-buffer dense block
