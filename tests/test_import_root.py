@@ -158,7 +158,7 @@ def test_branch_map_and_no_truth(tmp_path):
     with open_events(out) as f:
         assert not f.is_mc
         e = f.read(2)
-        assert set(e.hits) == {"wire", "tick", "integral", "rms", "peak"}
+        assert set(e.hits) == {"wire", "tick", "integral", "rms", "peak", "source_index"}
         assert list(e.hits["wire"]) == [3, 3, 900]
     assert parse_branch_map(["tick = hit_time"]) == {"tick": "hit_time"}
     with pytest.raises(InputError, match="step size must be a positive number"):

@@ -10,6 +10,7 @@ Layout (DESIGN.md). Jagged per-event data is stored flat with offsets: event ``i
     /hits/wire, tick, integral, rms, peak      HIT_DTYPES
     /hits/label, origin, track_id, pdg         TRUTH_HIT_DTYPES (MC only)
     /particles/offsets + PARTICLE_COLUMNS      (MC only; strings are variable-length UTF-8)
+    /hits/source_index, /events/source_entry, source_hits   (optional: SOURCE_* below; import-root)
 
 Hit columns are chunked, LZF-compressed (of the filters every h5py ships, the fastest to write
 and read back: ~3x gzip-1 on hits) and Fletcher-32 checksummed, so that a damaged chunk is an
@@ -39,6 +40,8 @@ __all__ = [
     "VERSION",
     "HIT_DTYPES",
     "TRUTH_HIT_DTYPES",
+    "SOURCE_HIT_DTYPES",
+    "SOURCE_EVENT_DTYPES",
     "LABEL_NONE",
     "LABEL_BEAM",
     "LABEL_NOT_BEAM",
@@ -66,6 +69,16 @@ TRUTH_HIT_DTYPES: dict[str, Any] = {
     "track_id": np.int32,  # truth particle that gave the most charge
     "pdg": np.int32,  # that particle's PDG code
 }
+# Optional columns written by import-root: where every event and hit came from in the input tree, so
+# that predictions can be written back aligned with it (protoseg.root_friend). Files without them
+# (simulated, or imported before they existed) read as before.
+SOURCE_HIT_DTYPES: dict[str, Any] = {
+    "source_index": np.uint32,  # the hit's position among all hits of its input entry (every plane)
+}
+SOURCE_EVENT_DTYPES: dict[str, Any] = {
+    "source_entry": np.int64,  # the entry of the input tree
+    "source_hits": np.int64,  # how many hits that entry holds (every plane, imported or not)
+}
 LABEL_NONE, LABEL_BEAM, LABEL_NOT_BEAM = 0, 1, 2
 MAX_LABEL = 2
 MAX_ORIGIN = 3
@@ -89,6 +102,8 @@ class Event:
 
     ``hits`` maps HIT_DTYPES names (and TRUTH_HIT_DTYPES names for MC) to equal-length arrays.
     ``particles`` maps PARTICLE_COLUMNS names to equal-length arrays; row 0 is the beam or gun primary.
+    Imported events also carry ``hits["source_index"]``, ``source_entry`` and ``source_hits``
+    (SOURCE_HIT_DTYPES, SOURCE_EVENT_DTYPES); -1 means not recorded.
     """
 
     event_id: int
@@ -99,6 +114,8 @@ class Event:
     beam_pdg: int = 0  # MC only
     beam_momentum_gev: float = float("nan")  # MC only
     particles: dict[str, np.ndarray] | None = None  # MC only
+    source_entry: int = -1  # imported events: entry of the input tree
+    source_hits: int = -1  # imported events: hits of that entry, every plane
 
     @property
     def n_hits(self) -> int:
@@ -194,6 +211,20 @@ def check_hits(hits: dict[str, np.ndarray], *, is_mc: bool, where: str) -> dict[
     return out
 
 
+def _check_source(event: Event, n_hits: int, where: str) -> dict[str, np.ndarray]:
+    """The source index column of an imported event, checked: one per hit, increasing, inside its entry."""
+    if "source_index" not in event.hits:
+        raise InputError(f"{where}: hit column missing: source_index")
+    index = _coerce("source_index", event.hits["source_index"], SOURCE_HIT_DTYPES["source_index"], where)
+    if len(index) != n_hits:
+        raise InputError(f"{where}: {len(index)} source indices for {n_hits} hits")
+    if event.source_entry < 0 or event.source_hits < n_hits:
+        raise InputError(f"{where}: source entry {event.source_entry} with {event.source_hits} hits cannot hold its {n_hits} hits")
+    if n_hits and (int(index[-1]) >= event.source_hits or np.any(np.diff(index.astype(np.int64)) <= 0)):
+        raise InputError(f"{where}: source indices must increase and stay below the entry's {event.source_hits} hits")
+    return {"source_index": index}
+
+
 def _check_particles(particles: dict[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
     missing = [name for name in PARTICLE_COLUMNS if name not in particles]
     if missing:
@@ -226,20 +257,24 @@ class EventsWriter:
     so memory stays bounded (about ``_FLUSH_HITS`` hits) however many events are written.
     """
 
-    def __init__(self, path: str | Path, *, config: dict, is_mc: bool, source: str = "") -> None:
+    def __init__(self, path: str | Path, *, config: dict, is_mc: bool, source: str = "", with_source_index: bool = False) -> None:
         self.path = Path(path)
         self.is_mc = bool(is_mc)
+        # Imported files record where each event and hit came from (SOURCE_*_DTYPES).
+        self.with_source_index = bool(with_source_index)
         self._config_json = config_to_json(config)
         self._source = str(source)
         self._stack: contextlib.ExitStack | None = None
         self._h5 = None
         self._hit_dtypes = dict(HIT_DTYPES, **TRUTH_HIT_DTYPES) if self.is_mc else dict(HIT_DTYPES)
+        if self.with_source_index:
+            self._hit_dtypes |= SOURCE_HIT_DTYPES
         self._hit_buffer: dict[str, list[np.ndarray]] = {name: [] for name in self._hit_dtypes}
         self._particle_buffer: dict[str, list[np.ndarray]] = {name: [] for name in PARTICLE_COLUMNS}
         self._buffered_hits = 0
         self._hit_offsets: list[int] = [0]
         self._particle_offsets: list[int] = [0]
-        self._event_rows: dict[str, list] = {name: [] for name in (*_EVENT_DTYPES, *_MC_EVENT_DTYPES)}
+        self._event_rows: dict[str, list] = {name: [] for name in (*_EVENT_DTYPES, *_MC_EVENT_DTYPES, *SOURCE_EVENT_DTYPES)}
         self._written_hits = 0
         self._written_particles = 0
 
@@ -304,6 +339,8 @@ class EventsWriter:
             raise InputError(f"{where}: is_mc={event.is_mc} but the file is {'MC' if self.is_mc else 'data'}", self.path)
         try:
             hits = check_hits(event.hits, is_mc=self.is_mc, where=where)
+            if self.with_source_index:
+                hits |= _check_source(event, len(hits["wire"]), where)
             particles = None
             if self.is_mc:
                 if event.particles is None:
@@ -327,6 +364,8 @@ class EventsWriter:
         rows["trigger"].append(int(event.trigger))
         rows["beam_pdg"].append(int(event.beam_pdg))
         rows["beam_momentum"].append(float(event.beam_momentum_gev))
+        rows["source_entry"].append(int(event.source_entry))
+        rows["source_hits"].append(int(event.source_hits))
         if self._buffered_hits >= _FLUSH_HITS:
             self._flush()
 
@@ -371,6 +410,9 @@ class EventsWriter:
                 for name, dtype in _MC_EVENT_DTYPES.items():
                     events.create_dataset(name, data=np.asarray(self._event_rows[name], dtype=dtype))
                 h5.create_dataset("particles/offsets", data=np.asarray(self._particle_offsets, dtype=np.int64))
+            if self.with_source_index:
+                for name, dtype in SOURCE_EVENT_DTYPES.items():
+                    events.create_dataset(name, data=np.asarray(self._event_rows[name], dtype=dtype))
             h5.attrs["format"] = FORMAT
             h5.attrs["version"] = VERSION
             h5.attrs["detector"] = DETECTOR
@@ -449,6 +491,21 @@ class EventsFile:
         return self._hit_offsets
 
     @property
+    def has_source_index(self) -> bool:
+        """Whether the file records where each event and hit came from (import-root; SOURCE_*_DTYPES)."""
+        return "source_index" in self.hit_columns and all(name in self._events for name in SOURCE_EVENT_DTYPES)
+
+    @property
+    def source_entries(self) -> np.ndarray | None:
+        """Input tree entry of each event (imported files), else None."""
+        return self._events.get("source_entry")
+
+    @property
+    def source_hits(self) -> np.ndarray | None:
+        """Hits of each event's input entry, every plane (imported files), else None."""
+        return self._events.get("source_hits")
+
+    @property
     def n_hits(self) -> int:
         return int(self._hit_offsets[-1])
 
@@ -501,6 +558,8 @@ class EventsFile:
             beam_pdg=int(ev["beam_pdg"][i]) if "beam_pdg" in ev else 0,
             beam_momentum_gev=float(ev["beam_momentum"][i]) if "beam_momentum" in ev else float("nan"),
             particles=particles,
+            source_entry=int(ev["source_entry"][i]) if "source_entry" in ev else -1,
+            source_hits=int(ev["source_hits"][i]) if "source_hits" in ev else -1,
         )
 
     def read(self, i: int) -> Event:
@@ -578,6 +637,13 @@ def validate_events_file(path: str | Path, *, chunk_events: int = 256) -> None:
                 raise InputError(f"/events/{name} is missing", path)
             if len(h5["events"][name]) != len(events):
                 raise InputError(f"/events/{name} has {len(h5['events'][name])} rows, expected {len(events)}", path)
+        if "source_index" in h5["hits"] or any(name in h5["events"] for name in SOURCE_EVENT_DTYPES):
+            if not events.has_source_index:
+                raise InputError("/hits/source_index, /events/source_entry and /events/source_hits must come together", path)
+            required = dict(required, **SOURCE_HIT_DTYPES)
+            for name in SOURCE_EVENT_DTYPES:
+                if len(h5["events"][name]) != len(events):
+                    raise InputError(f"/events/{name} has {len(h5['events'][name])} rows, expected {len(events)}", path)
         _check_offsets(events.hit_offsets, {n: len(h5["hits"][n]) for n in required}, "/hits", path)
         if events.is_mc:
             if events._particle_offsets is None:
@@ -593,6 +659,8 @@ def validate_events_file(path: str | Path, *, chunk_events: int = 256) -> None:
                 block_stop = min(len(events), block_start + chunk_events)
                 lo, hi = int(events.hit_offsets[block_start]), int(events.hit_offsets[block_stop])
                 block = {name: h5["hits"][name][lo:hi] for name in required}
+                if events.has_source_index:
+                    _check_source_block(events, block["source_index"], block_start, block_stop, lo, path)
                 try:
                     check_hits(block, is_mc=events.is_mc, where="hits")
                 except InputError:
@@ -606,6 +674,18 @@ def validate_events_file(path: str | Path, *, chunk_events: int = 256) -> None:
             raise InputError(str(exc), path) from None
         except OSError as exc:
             raise InputError(f"hit data cannot be read, the file is corrupt ({exc})", path) from None
+
+
+def _check_source_block(events: EventsFile, index: np.ndarray, start: int, stop: int, lo: int, path: str | Path) -> None:
+    """Source indices of events start..stop-1 (rows from ``lo``) lie inside their entries (vectorised)."""
+    offsets = events.hit_offsets[start : stop + 1] - lo
+    counts = np.diff(offsets)
+    limit = np.repeat(events.source_hits[start:stop], counts)
+    bad = np.asarray(index, dtype=np.int64) >= limit
+    if bad.any():
+        i = start + int(np.searchsorted(offsets, int(np.flatnonzero(bad)[0]), side="right")) - 1
+        raise InputError(f"event {int(events.event_ids[i])} (position {i}): hit source index beyond its entry's "
+                         f"{int(events.source_hits[i])} hits", path)
 
 
 def _check_offsets(offsets: np.ndarray, lengths: dict[str, int], group: str, path: str | Path) -> None:

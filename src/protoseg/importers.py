@@ -201,7 +201,9 @@ def _chunk_to_columns(
 ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
     """Flatten one uproot chunk into events-file hit columns, per-entry hit counts and scalars.
 
-    Every check is vectorised over the chunk; a failure names the entry (event) that holds it.
+    The columns include ``source_index`` (each kept hit's position among all hits of its entry) and
+    the scalars ``source_hits`` (hits per entry, every plane). Every check is vectorised over the
+    chunk; a failure names the entry (event) that holds it.
     """
     import awkward as ak
 
@@ -235,6 +237,9 @@ def _chunk_to_columns(
             scalars[name] = ak.to_numpy(values)
     offsets = np.zeros(n_entries + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
+    # Where each hit sits in its entry, before any hit is dropped: predictions go back to these places.
+    scalars["source_hits"] = counts.astype(np.int64)
+    source_index = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], counts)
 
     def fail_at(mask: np.ndarray, message: Callable[[int], str]) -> None:
         if mask.any():
@@ -263,6 +268,7 @@ def _chunk_to_columns(
             raise InputError(f"{where(entry_start + _entry_of(i, kept_offsets))}: negative TPC number {tpc[i]}")
         wire = local_wire + per_apa * (tpc // READOUT.global_wire_tpc_divisor)
         flat = {name: values[keep] for name, values in flat.items()}
+        source_index = source_index[keep]
         counts = np.diff(kept_offsets)
         offsets = kept_offsets
         flat.pop("tpc")
@@ -281,6 +287,7 @@ def _chunk_to_columns(
         "integral": integral,
         "rms": flat["rms"].astype(np.float32) if "rms" in flat else np.full(n_hits, np.nan, np.float32),
         "peak": flat["peak"].astype(np.float32) if "peak" in flat else np.full(n_hits, np.nan, np.float32),
+        "source_index": source_index.astype(np.uint32),
     }
     if "rms" in flat:
         rms = columns["rms"]
@@ -364,6 +371,9 @@ def import_root(
             "collection_plane_only": "plane" in plan.branches,
             "global_wire": "wire + 480 * (tpc // 4)" if "plane" in plan.branches else "as stored",
             "step_size": step_size,
+            # Entries of the input tree (each is one event of the file, with or without kept hits);
+            # /events/source_entry, source_hits and /hits/source_index place every hit in it.
+            "source_entries": n_entries,
         }
 
         def where(entry: int) -> str:
@@ -371,7 +381,8 @@ def import_root(
 
         n_hits = 0
         done = 0
-        with EventsWriter(out_path, config=config, is_mc=plan.is_mc, source=f"import-root {root_path.name}") as writer:
+        with EventsWriter(out_path, config=config, is_mc=plan.is_mc, source=f"import-root {root_path.name}",
+                          with_source_index=True) as writer:
             expressions = list(dict.fromkeys(plan.branches.values()))
             chunks = ttree.iterate(expressions=expressions, step_size=step_size, library="ak")
             while True:
@@ -398,12 +409,16 @@ def import_root(
                             is_mc=plan.is_mc,
                             trigger=int(scalars["trigger"][k]) if "trigger" in scalars else 0xC,
                             particles=_empty_particles() if plan.is_mc else None,
+                            source_entry=entry,
+                            source_hits=int(scalars["source_hits"][k]),
                         )
                     )
                 n_hits += int(bounds[-1])
                 done += len(counts)
                 if progress is not None:
                     progress(done, n_entries)
+            if done != n_entries:
+                raise InputError(f"tree '{tree_name}' says it has {n_entries} entries but {done} were read", root_path)
     finally:
         root_file.close()
     return {

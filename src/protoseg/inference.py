@@ -249,6 +249,7 @@ class PredictionSummary:
     input_format: str
     hit_metrics: dict[str, float] = field(default_factory=dict)
     displays: list[Path] = field(default_factory=list)
+    root_output: Path | None = None
 
 
 class _PredictionsWriter:
@@ -291,24 +292,35 @@ def predict_file(
     displays_dir: str | Path | None = None,
     max_displays: int = 10,
     progress: bool = True,
+    root_path: str | Path | None = None,
 ) -> PredictionSummary:
     """Predict every image (or event) of ``input_path`` into the predictions file ``output_path``.
 
     Events files are turned into images with the settings of the model card (size, pooling), and every
     hit gets the class of the pixel that holds it (``/hits/pred``, same offsets as the events file).
     With truth, the hit-level beam efficiency and purity are computed and stored in the attributes.
+    ``root_path`` (events imported from ROOT only) also writes the ROOT friend tree of
+    ``protoseg.root_friend``, aligned with the input tree; both outputs appear only on success.
     """
+    import contextlib
+
     import h5py
 
     input_path, output_path = Path(input_path), Path(output_path)
     fmt = _file_format(input_path)
+    if root_path is not None:
+        root_path = Path(root_path)
+        if fmt != "protoseg-events":
+            raise InputError(f"--root needs an events file made by import-root, this is a '{fmt}' file", input_path)
+        if root_path.resolve() in (output_path.resolve(), input_path.resolve()):
+            raise InputError("--root must name a file of its own (not the input or the predictions file)", root_path)
     predictor = Predictor(model, device=device, batch_size=batch_size)
     if fmt == "protoseg-images":
         iterator, info = _image_batches(input_path, predictor, split)
     elif fmt == "protoseg-events":
         if split is not None:
             raise InputError("--split applies to image files; an events file has no splits", input_path)
-        iterator, info = _event_batches(input_path, predictor)
+        iterator, info = _event_batches(input_path, predictor, with_source=root_path is not None)
     else:
         raise InputError(f"is a '{fmt}' file; predict reads protoseg-images or protoseg-events files", input_path)
     if info["n"] == 0:
@@ -319,70 +331,86 @@ def predict_file(
     if display_dir is not None:
         display_dir.mkdir(parents=True, exist_ok=True)
     counts = np.zeros(4, dtype=np.int64)  # truth beam hits, tagged beam hits, both, all hits
-    with atomic_output(output_path, suffix=".h5") as tmp:
-        with h5py.File(tmp, "w") as handle:
-            handle.attrs.update(
-                {
-                    "format": PREDICTIONS_FORMAT,
-                    "version": PREDICTIONS_VERSION,
-                    "protoseg_version": __version__,
-                    "source": str(input_path),
-                    "input_format": fmt,
-                    "class_names": json.dumps(predictor.class_names),
-                    "model": str(getattr(model, "source", "")),
-                    "model_card": json.dumps(predictor.card),
-                    "size": list(info["size"]),
-                }
-            )
-            writer = _PredictionsWriter(handle, len(predictor.class_names), *info["size"], with_label=info["has_truth"])
-            hit_pred = hit_offsets = None
-            if fmt == "protoseg-events":
-                hits = handle.create_group("hits")
-                hit_pred = hits.create_dataset("pred", (0,), np.uint8, maxshape=(None,), chunks=(65536,), compression="lzf")
-                hit_offsets = [0]
-            done = 0
-            for batch in iterator:
-                pred, prob = predictor.predict(batch["adc"])
-                writer.append(pred, prob, batch["adc"], batch["event_id"], batch.get("label"))
-                if hit_pred is not None:
-                    for i, (rows, cols, truth) in enumerate(batch["hits"]):
-                        tagged = pred[i][rows, cols]
-                        start = hit_pred.shape[0]
-                        hit_pred.resize(start + len(tagged), axis=0)
-                        hit_pred[start:] = tagged
-                        hit_offsets.append(start + len(tagged))
-                        if truth is not None and "beam" in predictor.class_names:
-                            beam = predictor.class_names.index("beam")
-                            # hits the model's beam label rule drops have no truth class: not counted
-                            scored = truth != NO_TRUTH
-                            is_beam, is_tagged = (truth == 1) & scored, (tagged == beam) & scored
-                            counts += [is_beam.sum(), is_tagged.sum(), (is_beam & is_tagged).sum(), scored.sum()]
-                if display_dir is not None and len(displays) < max_displays:
-                    from protoseg.display import plot_event
+    with contextlib.ExitStack() as outputs:
+        tmp = outputs.enter_context(atomic_output(output_path, suffix=".h5"))
+        friend = None
+        if root_path is not None:
+            from protoseg.root_friend import FriendTreeWriter
 
-                    for i in range(min(len(pred), max_displays - len(displays))):
-                        label = batch["label"][i] if batch.get("label") is not None else None
-                        out = display_dir / f"event_{int(batch['event_id'][i])}.png"
-                        plot_event(batch["adc"][i], label, pred[i], predictor.class_names, out, title=f"event {int(batch['event_id'][i])}")
-                        displays.append(out)
-                done += len(pred)
-                if progress:
-                    print(f"\rpredicted {done}/{info['n']}", end="", flush=True)
-            if progress:
-                print()
-            hit_metrics: dict[str, float] = {}
+            root_tmp = outputs.enter_context(atomic_output(root_path, suffix=".root"))
+            friend = FriendTreeWriter(root_tmp, predictor.class_names, info["source_entries"], input_path)
+            outputs.callback(friend.abort)  # closes the file on failure (close() already did on success)
+        handle = outputs.enter_context(h5py.File(tmp, "w"))
+        handle.attrs.update(
+            {
+                "format": PREDICTIONS_FORMAT,
+                "version": PREDICTIONS_VERSION,
+                "protoseg_version": __version__,
+                "source": str(input_path),
+                "input_format": fmt,
+                "class_names": json.dumps(predictor.class_names),
+                "model": str(getattr(model, "source", "")),
+                "model_card": json.dumps(predictor.card),
+                "size": list(info["size"]),
+            }
+        )
+        writer = _PredictionsWriter(handle, len(predictor.class_names), *info["size"], with_label=info["has_truth"])
+        hit_pred = hit_offsets = None
+        if fmt == "protoseg-events":
+            hits = handle.create_group("hits")
+            hit_pred = hits.create_dataset("pred", (0,), np.uint8, maxshape=(None,), chunks=(65536,), compression="lzf")
+            hit_offsets = [0]
+        done = 0
+        for batch in iterator:
+            pred, prob = predictor.predict(batch["adc"])
+            prob16 = prob.astype(np.float16)  # what the file stores; the ROOT tree gets the same values
+            writer.append(pred, prob16, batch["adc"], batch["event_id"], batch.get("label"))
             if hit_pred is not None:
-                handle["hits"].create_dataset("offsets", data=np.asarray(hit_offsets, dtype=np.int64))
-                if counts[3] > 0:
-                    hit_metrics = {
-                        "beam_hits": int(counts[0]),
-                        "tagged_beam_hits": int(counts[1]),
-                        "beam_efficiency": float(counts[2] / counts[0]) if counts[0] else float("nan"),
-                        "beam_purity": float(counts[2] / counts[1]) if counts[1] else float("nan"),
-                        "n_hits": int(counts[3]),
-                    }
-                    handle.attrs["hit_metrics"] = json.dumps(hit_metrics)
-    return PredictionSummary(output_path, info["n"], fmt, hit_metrics, displays)
+                for i, (rows, cols, truth, source) in enumerate(batch["hits"]):
+                    tagged = pred[i][rows, cols]
+                    if friend is not None:
+                        entry, entry_hits, index = source
+                        friend.append(int(batch["event_id"][i]), entry, entry_hits, index, tagged,
+                                      prob16[i][:, rows, cols].astype(np.float32))
+                    start = hit_pred.shape[0]
+                    hit_pred.resize(start + len(tagged), axis=0)
+                    hit_pred[start:] = tagged
+                    hit_offsets.append(start + len(tagged))
+                    if truth is not None and "beam" in predictor.class_names:
+                        beam = predictor.class_names.index("beam")
+                        # hits the model's beam label rule drops have no truth class: not counted
+                        scored = truth != NO_TRUTH
+                        is_beam, is_tagged = (truth == 1) & scored, (tagged == beam) & scored
+                        counts += [is_beam.sum(), is_tagged.sum(), (is_beam & is_tagged).sum(), scored.sum()]
+            if display_dir is not None and len(displays) < max_displays:
+                from protoseg.display import plot_event
+
+                for i in range(min(len(pred), max_displays - len(displays))):
+                    label = batch["label"][i] if batch.get("label") is not None else None
+                    out = display_dir / f"event_{int(batch['event_id'][i])}.png"
+                    plot_event(batch["adc"][i], label, pred[i], predictor.class_names, out, title=f"event {int(batch['event_id'][i])}")
+                    displays.append(out)
+            done += len(pred)
+            if progress:
+                print(f"\rpredicted {done}/{info['n']}", end="", flush=True)
+        if progress:
+            print()
+        hit_metrics: dict[str, float] = {}
+        if hit_pred is not None:
+            handle["hits"].create_dataset("offsets", data=np.asarray(hit_offsets, dtype=np.int64))
+            if counts[3] > 0:
+                hit_metrics = {
+                    "beam_hits": int(counts[0]),
+                    "tagged_beam_hits": int(counts[1]),
+                    "beam_efficiency": float(counts[2] / counts[0]) if counts[0] else float("nan"),
+                    "beam_purity": float(counts[2] / counts[1]) if counts[1] else float("nan"),
+                    "n_hits": int(counts[3]),
+                }
+                handle.attrs["hit_metrics"] = json.dumps(hit_metrics)
+        if friend is not None:
+            handle.attrs["root_output"] = str(root_path)
+            friend.close()
+    return PredictionSummary(output_path, info["n"], fmt, hit_metrics, displays, root_path)
 
 
 def _image_batches(path: Path, predictor: Predictor, split: str | None) -> tuple[Iterator[dict], dict]:
@@ -415,11 +443,19 @@ def _image_batches(path: Path, predictor: Predictor, split: str | None) -> tuple
     return generate(), {"n": len(index), "size": size, "has_truth": has_truth}
 
 
-def _event_batches(path: Path, predictor: Predictor) -> tuple[Iterator[dict], dict]:
+def _event_batches(path: Path, predictor: Predictor, with_source: bool = False) -> tuple[Iterator[dict], dict]:
     from protoseg.events import open_events
     from protoseg.images import BEAM_LABEL_RULES, apply_beam_label_rule, event_to_image, pixel_indices
 
     events = open_events(path)
+    source_entries = None
+    if with_source:
+        source_entries = events.config.get("source_entries")
+        if not events.has_source_index or not isinstance(source_entries, int):
+            events.close()
+            raise InputError(
+                "does not record where its hits came from in a ROOT tree (no /hits/source_index): --root needs "
+                "events imported by import-root (files imported by an older protoseg: import them again)", path)
     image = predictor.card.get("input", {}).get("image", {})
     size = tuple(int(s) for s in image.get("size") or (320, 320))
     pooling = image.get("pooling") or "max"
@@ -464,13 +500,14 @@ def _event_batches(path: Path, predictor: Predictor) -> tuple[Iterator[dict], di
             adcs.append(adc)
             labels.append(label)
             ids.append(event.event_id)
-            hits_info.append((rows, cols, truth))
+            source = (event.source_entry, event.source_hits, event.hits["source_index"]) if with_source else None
+            hits_info.append((rows, cols, truth, source))
         out = {"adc": np.stack(adcs).astype(np.float32), "event_id": np.asarray(ids, dtype=np.int64), "hits": hits_info}
         if has_truth and all(lbl is not None for lbl in labels):
             out["label"] = np.stack(labels).astype(np.uint8)
         return out
 
-    return generate(), {"n": n, "size": size, "has_truth": has_truth}
+    return generate(), {"n": n, "size": size, "has_truth": has_truth, "source_entries": source_entries}
 
 
 def _close(handle: Any) -> None:

@@ -15,14 +15,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--displays", metavar="DIR", help="also write PNG event displays here")
     parser.add_argument("--max-displays", type=int, default=10, help="how many displays at most (default 10)")
+    parser.add_argument("--root", metavar="FILE.root",
+                        help="events imported from ROOT (import-root): also write a tree 'protoseg' aligned entry by entry "
+                             "and hit by hit with the input tree, to read as its friend: hit_class (-1 for hits not "
+                             "imported, e.g. induction planes) and hit_prob_<class>")
 
 
 def run(args: argparse.Namespace) -> int:
     from protoseg.inference import load_model, predict_file
 
     model = load_model(args.model, map_location=args.device)
-    summary = predict_file(model, args.input, args.out, batch_size=args.batch_size, device=args.device, split=args.split, displays_dir=args.displays, max_displays=args.max_displays)
+    summary = predict_file(model, args.input, args.out, batch_size=args.batch_size, device=args.device, split=args.split,
+                           displays_dir=args.displays, max_displays=args.max_displays, root_path=args.root)
     print(f"wrote {summary.output}: {summary.n_events} {'events' if summary.input_format == 'protoseg-events' else 'images'}")
+    if summary.root_output is not None:
+        print(f"wrote {summary.root_output}: tree 'protoseg', one entry per input tree entry (a friend of that tree)")
     if summary.hit_metrics:
         m = summary.hit_metrics
         print(f"hits: {m['n_hits']}, truth beam hits {m['beam_hits']}, tagged beam {m['tagged_beam_hits']}")
