@@ -214,3 +214,6 @@ def test_cpu_time_budget_stops_the_run_and_logs_both_clocks(tmp_path):
     assert len(rows) < 100000
     card = json.loads((tmp_path / "run" / "model.json").read_text())
     assert card["metrics"]["validation"]["cpu_time_s"] > 0
+    # the card says where and for how long the model was trained
+    assert card["trained_on"]["cpu_time_s"] == pytest.approx(cpu[-1], abs=1.0)
+    assert card["trained_on"]["accelerator"] == "cpu" and card["trained_on"]["cpu_cores"] >= 1 and card["trained_on"]["steps"] > 0

@@ -33,7 +33,7 @@ from protoseg.config import dump_config, validate
 from protoseg.errors import InputError
 from protoseg.fileio import atomic_output
 
-__all__ = ["SegmentationModule", "RunClock", "TrainResult", "train", "build_model_from_card", "architecture_of", "model_card", "write_weights"]
+__all__ = ["SegmentationModule", "RunClock", "TrainResult", "train", "training_machine", "build_model_from_card", "architecture_of", "model_card", "write_weights"]
 
 # How events become images (protoseg.images.event_to_image settings): predict applies them to events files.
 IMAGE_KEYS = ("size", "pooling", "label_scheme", "spread_rms", "drop_noise", "charge_scale", "beam_label_rule")
@@ -314,10 +314,14 @@ def model_card(
     data_info: dict[str, Any],
     metrics: dict[str, Any] | None = None,
     model: torch.nn.Module | None = None,
+    trained_on: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON model card: what the network is, what it expects, what it was trained on, how well it does."""
+    """The JSON model card: what the network is, what it expects, what it was trained on, how well it does.
+
+    ``trained_on`` describes the training machine and run (see :func:`training_machine`).
+    """
     data_info = dict(data_info or {})
-    return {
+    card = {
         "format": "protoseg-model-card",
         "version": 1,
         "protoseg_version": __version__,
@@ -334,6 +338,31 @@ def model_card(
         "recipe": config,
         "metrics": dict(metrics or {}),
     }
+    if trained_on:
+        card["trained_on"] = dict(trained_on)
+    return card
+
+
+def training_machine(trainer: pl.Trainer | None = None) -> dict[str, Any]:
+    """Where a model was trained: processor, cores, accelerator, torch version, number of processes."""
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    info: dict[str, Any] = {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                            "torch": torch.__version__, "python": platform.python_version()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    if trainer is not None:
+        info["accelerator"] = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
+        info["processes"] = int(trainer.world_size)
+        info["precision"] = str(trainer.precision)
+    return info
 
 
 def write_weights(module_or_model: torch.nn.Module, card: dict[str, Any], path: str | Path) -> tuple[Path, Path]:
@@ -533,6 +562,11 @@ def train(config: dict[str, Any], resume: bool = True) -> TrainResult:
         network.load_state_dict(state)
         val_metrics = dict(checkpoint.get(_VAL_KEY) or {})
         val_metrics["checkpoint"] = source.name
-        card = model_card(config, class_names, data_info, {"validation": val_metrics}, network)
+        clock = next((cb for cb in trainer.callbacks if isinstance(cb, RunClock)), None)
+        trained_on = training_machine(trainer)
+        if clock is not None:
+            trained_on.update({"wall_time_s": round(clock.wall_s, 1), "cpu_time_s": round(clock.cpu_s, 1),
+                               "steps": int(trainer.global_step), "epochs": int(trainer.current_epoch)})
+        card = model_card(config, class_names, data_info, {"validation": val_metrics}, network, trained_on)
         weights, _ = write_weights(network, card, run_dir / "model.safetensors")
     return TrainResult(run_dir, best_path, last, weights, best_score, resume_from)
