@@ -217,3 +217,21 @@ def test_cpu_time_budget_stops_the_run_and_logs_both_clocks(tmp_path):
     # the card says where and for how long the model was trained
     assert card["trained_on"]["cpu_time_s"] == pytest.approx(cpu[-1], abs=1.0)
     assert card["trained_on"]["accelerator"] == "cpu" and card["trained_on"]["cpu_cores"] >= 1 and card["trained_on"]["steps"] > 0
+
+
+def test_init_from_copies_the_weights_of_the_same_network_only(tmp_path, two_epoch_run):
+    from protoseg.training import SegmentationModule, _initialise_from
+
+    data, config, result = two_epoch_run
+    fresh = SegmentationModule(tiny_config(data, tmp_path / "b", "init_from=" + str(result.weights)), ["background", "beam", "not-beam"])
+    _initialise_from(fresh, str(result.weights))
+    from safetensors.torch import load_file
+
+    shipped = load_file(result.weights)
+    assert all(torch.equal(fresh.model.state_dict()[k], v) for k, v in shipped.items())
+    other = SegmentationModule(tiny_config(data, tmp_path / "c", "model.growth_rate=6"), ["background", "beam", "not-beam"])
+    with pytest.raises(InputError, match="init_from: its network"):
+        _initialise_from(other, str(result.weights))
+    classes = SegmentationModule(tiny_config(data, tmp_path / "d"), ["background", "beam"])
+    with pytest.raises(InputError):
+        _initialise_from(classes, str(result.weights))

@@ -32,6 +32,9 @@ OPEN_SECTIONS = ("model", "loss")
 DEFAULTS: dict[str, Any] = {
     "seed": 2018,
     "out": "runs/protoseg",
+    # Start from the weights of another model (run folder, weights file or shipped name) of the same
+    # architecture and classes, instead of a random initialisation; null = random. (Fine-tuning.)
+    "init_from": None,
     "data": {
         "path": None,  # image file (protoseg-images)
         "normalisation": "max",  # see protoseg.data.normalise
@@ -280,6 +283,8 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
             crop = config["data"]["crop_size"] = [crop, crop]
         if not (isinstance(crop, list) and len(crop) == 2 and all(isinstance(c, int) and c > 0 for c in crop)):
             raise InputError(f"configuration 'data.crop_size' = {crop!r} must be null or [height, width] in pixels")
+    if config["init_from"] is not None and (not isinstance(config["init_from"], str) or not config["init_from"]):
+        raise InputError(f"configuration 'init_from' = {config['init_from']!r} must be a model (run folder, weights file or shipped name) or null")
     for key in ("path",):
         value = config["data"][key]
         if value is not None and not isinstance(value, str):

@@ -437,6 +437,26 @@ def _check_resumable(checkpoint_path: Path, config: dict[str, Any], class_names:
         raise InputError(f"cannot resume: trained with model {saved['config']['model']}, asked for {config['model']}; choose a new --out", checkpoint_path)
 
 
+def _initialise_from(module: SegmentationModule, source: str) -> None:
+    """Copy the weights of ``source`` (any ``load_model`` input) into ``module``: same network and classes only."""
+    from protoseg.inference import load_model
+
+    def network(architecture: dict[str, Any]) -> dict[str, Any]:
+        # memory_efficient picks a training path, not a different network
+        plain = json.loads(json.dumps(architecture))
+        plain.get("options", {}).pop("memory_efficient", None)
+        return plain
+
+    trained = load_model(source)
+    card = getattr(trained, "card", {})
+    mine = network(architecture_of(module.config, module.num_classes, module.model))
+    if network(card.get("architecture", {})) != mine:
+        raise InputError(f"init_from: its network {network(card.get('architecture', {}))} is not the one configured ({mine})", source)
+    if list(card.get("classes", [])) != module.class_names:
+        raise InputError(f"init_from: it predicts {card.get('classes')}, the data has {module.class_names}", source)
+    module.model.load_state_dict(trained.state_dict())
+
+
 def _build_trainer(config: dict[str, Any], run_dir: Path, callbacks: list, resumed: bool) -> pl.Trainer:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -517,7 +537,11 @@ def train(config: dict[str, Any], resume: bool = True) -> TrainResult:
         _check_resumable(resume_from, config, class_names)
 
     pl.seed_everything(config["seed"], workers=True, verbose=False)
+    if config["init_from"]:
+        data_info["initialised_from"] = str(config["init_from"])
     module = SegmentationModule(config, class_names, data_info)
+    if config["init_from"] and resume_from is None:
+        _initialise_from(module, config["init_from"])
     datamodule = ImageDataModule(
         str(data_path),
         batch_size=data_cfg["batch_size"],
