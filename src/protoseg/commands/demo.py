@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model == "default" and not (PRETRAINED_DIR / "default.safetensors").is_file():
         raise InputError(
             "the shipped model 'default' is not in this installation (no protoseg/pretrained/default.safetensors); "
-            "the demo needs it: train one (protoseg train --config configs/cpu.yaml) and run the demo with --model RUN"
+            "the demo needs it: train one (protoseg train --config configs/default.yaml) and run the demo with --model RUN"
         )
     model = load_model(args.model)  # before minutes of simulation: a bad model fails now
     image = model.card.get("input", {}).get("image", {})
@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         label_scheme=image.get("label_scheme", "beam3"),
         spread_rms=bool(image.get("spread_rms", False)),
         drop_noise=bool(image.get("drop_noise", False)),
+        beam_label_rule=image.get("beam_label_rule", "all"),  # truth as the model was taught it
         min_beam_hits=0,
         min_notbeam_hits=0,
         split=(0, 0, args.events),  # every event is a test image
