@@ -213,15 +213,17 @@ def display_file(path: str | Path, event: int, output: str | Path) -> Path:
     try:
         with h5py.File(path, "r") as handle:
             fmt = _attr(handle, "format")
-    except OSError:
+    except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError):
         raise InputError("not an HDF5 file (expected protoseg events, images or predictions)", path) from None
     if fmt == "protoseg-events":
         from protoseg.events import open_events
+        from protoseg.images import check_hit_values
 
         events = open_events(path)
         try:
             _check_index(event, len(events), path)
             record = events.read(event)
+            check_hit_values(record.hits, record.event_id, path)
             return plot_hits(record.hits, output, title=f"{path.name}: event {record.event_id}")
         finally:
             getattr(events, "close", lambda: None)()
@@ -231,19 +233,43 @@ def display_file(path: str | Path, event: int, output: str | Path) -> Path:
         images = open_images(path)
         try:
             _check_index(event, len(images.adc), path)
-            label = images.label[event] if images.label is not None else None
-            return plot_event(images.adc[event], label, None, list(images.class_names), output, title=f"{path.name}: image {event} (event {int(images.event_id[event])})")
+            adc, label = images.read([event])
+            return plot_event(adc[0], None if label is None else label[0], None, list(images.class_names), output,
+                              title=f"{path.name}: image {event} (event {int(images.event_id[event])})")
         finally:
             getattr(images, "close", lambda: None)()
     if fmt == "protoseg-predictions":
         from protoseg.fileio import open_h5_checked
 
         with open_h5_checked(path, "protoseg-predictions") as handle:
-            _check_index(event, handle["pred"].shape[0], path)
-            class_names = json.loads(_attr(handle, "class_names"))
-            label = handle["label"][event] if "label" in handle else None
-            return plot_event(handle["adc"][event], label, handle["pred"][event], class_names, output, title=f"{path.name}: entry {event} (event {int(handle['event_id'][event])})")
+            adc, label, pred, class_names, event_id = _read_prediction(handle, event, path)
+            return plot_event(adc, label, pred, class_names, output, title=f"{path.name}: entry {event} (event {event_id})")
     raise InputError(f"is a '{fmt}' file; display reads protoseg events, images or predictions files", path)
+
+
+def _read_prediction(handle, event: int, path: Path):
+    """Entry ``event`` of an open predictions file, checked: (adc, label or None, pred, class names, event id)."""
+    from protoseg.images import check_image_values
+
+    try:
+        class_names = json.loads(_attr(handle, "class_names"))
+        if not isinstance(class_names, list) or not class_names:
+            raise ValueError("class_names is not a list of names")
+        _check_index(event, handle["pred"].shape[0], path)
+        adc = np.asarray(handle["adc"][event], dtype=np.float32)
+        pred = np.asarray(handle["pred"][event], dtype=np.uint8)
+        label = np.asarray(handle["label"][event], dtype=np.uint8) if "label" in handle else None
+        event_id = int(handle["event_id"][event])
+    except InputError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, IndexError) as exc:
+        raise InputError(f"predictions file is incomplete or corrupt ({exc.__class__.__name__}: "
+                         f"{' '.join(str(exc).split())[:160]})", path) from None
+    if adc.ndim != 2 or pred.shape != adc.shape or (label is not None and label.shape != adc.shape):
+        raise InputError(f"predictions file entry {event} has images of different shapes", path)
+    check_image_values(adc[None], None if label is None else label[None], len(class_names), path, [event])
+    check_image_values(None, pred[None], len(class_names), path, [event])
+    return adc, label, pred, [str(c) for c in class_names], event_id
 
 
 def _check_index(event: int, n: int, path: Path) -> None:

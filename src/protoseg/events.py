@@ -443,7 +443,7 @@ class EventsFile:
         except InputError:
             self._h5.close()
             raise
-        except (KeyError, OSError, ValueError, TypeError) as exc:
+        except (KeyError, OSError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as exc:
             self._h5.close()
             raise InputError(f"events file is incomplete or corrupt ({exc.__class__.__name__}: {exc})", self.path) from None
 
@@ -467,6 +467,17 @@ class EventsFile:
         self._particle_offsets = (
             np.asarray(h5["particles/offsets"][...], dtype=np.int64) if self.is_mc and "particles" in h5 else None
         )
+        # The index must be whole before any event is read (no data is read here, only shapes): a damaged
+        # offset would otherwise give events columns of different lengths.
+        _check_offsets(self._hit_offsets, {n: h5["hits"][n].shape[0] for n in self.hit_columns}, "/hits", self.path)
+        for name, column in self._events.items():
+            if column.ndim != 1 or len(column) != n_events:
+                raise InputError(f"/events/{name} has {len(column)} rows, expected {n_events}", self.path)
+        if self._particle_offsets is not None:
+            if len(self._particle_offsets) != n_events + 1:
+                raise InputError("/particles/offsets does not have n_events + 1 entries", self.path)
+            columns = [n for n in h5["particles"] if n != "offsets"]
+            _check_offsets(self._particle_offsets, {n: h5["particles"][n].shape[0] for n in columns}, "/particles", self.path)
 
     # -- container protocol ------------------------------------------------------------------------
     def __len__(self) -> int:

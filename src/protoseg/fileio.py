@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from protoseg.errors import InputError
 
-__all__ = ["atomic_output", "check_readable", "open_h5_checked"]
+__all__ = ["atomic_output", "atomic_folder", "check_readable", "open_h5_checked"]
 
 
 @contextlib.contextmanager
@@ -38,6 +39,36 @@ def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder next to ``path``; its files appear in ``path`` only if the block succeeds.
+
+    A new ``path`` is the renamed temporary folder; an existing one gets the files moved in one by
+    one (each file replaced atomically, other files left as they are). On any exception the
+    temporary folder is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError("output path is a file, expected a folder", path)
+    parent = path.parent if str(path.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's folder is private (0700)
+        if not path.exists():
+            os.replace(tmp, path)
+        else:
+            for item in sorted(tmp.iterdir()):
+                os.replace(item, path / item.name)
+            tmp.rmdir()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
@@ -72,14 +103,18 @@ def open_h5_checked(path: str | Path, expected_format: str, supported_versions: 
         if signature == b"\x89HDF\r\n\x1a\n":
             raise InputError(f"HDF5 file is truncated or corrupt ({exc.__class__.__name__})", path) from None
         raise InputError(f"not an HDF5 file (expected a {expected_format} file)", path) from None
-    found = handle.attrs.get("format")
-    if isinstance(found, bytes):
-        found = found.decode()
+    try:
+        found = handle.attrs.get("format")
+        if isinstance(found, bytes):
+            found = found.decode()
+        version = int(handle.attrs.get("version", -1))
+    except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
+        handle.close()
+        raise InputError(f"HDF5 file is corrupt: its attributes cannot be read ({exc.__class__.__name__})", path) from None
     if found != expected_format:
         handle.close()
         what = f"a '{found}' file" if found else "an HDF5 file without a protoseg format attribute"
         raise InputError(f"is {what}, expected a '{expected_format}' file", path)
-    version = int(handle.attrs.get("version", -1))
     if version not in supported_versions:
         handle.close()
         raise InputError(

@@ -77,6 +77,9 @@ __all__ = [
     "write_images",
     "open_images",
     "ImageFile",
+    "check_image_values",
+    "check_hit_values",
+    "validate_images_file",
     "class_balance",
     "format_class_balance",
 ]
@@ -817,7 +820,7 @@ def _fill_images(events, positions, columns, adc_ds, label_ds, size, pooling, la
     for i, hits in blocks:
         if not wanted[i]:
             continue
-        _check_hit_values(hits, int(events.event_ids[i]), events.path)
+        check_hit_values(hits, int(events.event_ids[i]), events.path)
         event_to_image(hits, size, pooling, label_scheme, spread_rms, drop_noise,
                        out=(adc_block[filled], label_block[filled]))
         filled += 1
@@ -838,8 +841,9 @@ def _fill_images(events, positions, columns, adc_ds, label_ds, size, pooling, la
         print(f"\rimages: {written - first_row}/{n_images}", file=sys.stderr, flush=True)
 
 
-def _check_hit_values(hits: dict[str, np.ndarray], event_id: int, path: Path) -> None:
-    """The checks of the events writer on the columns an image needs (a file may come from elsewhere)."""
+def check_hit_values(hits: dict[str, np.ndarray], event_id: int, path: str | Path) -> None:
+    """The checks of the events writer on the columns an image needs (a file may come from elsewhere, or
+    be damaged): InputError naming the file and the event. Used by every reader of events files."""
     where = f"event {event_id}"
     if len(hits["wire"]) == 0:
         return
@@ -939,6 +943,24 @@ def _attr_value(value: Any) -> Any:
     return value
 
 
+def check_image_values(adc: np.ndarray | None, label: np.ndarray | None, num_classes: int, path: str | Path,
+                       rows: Sequence[int]) -> None:
+    """Refuse what no image file holds: a NaN, infinite or negative pixel (pooled hit integrals are
+    finite and >= 0), a label outside the classes. ``rows`` are the images' positions in the file
+    (for the message). Vectorised over the batch."""
+    if adc is not None and adc.size:
+        bad = ~(np.isfinite(adc) & (adc >= 0))
+        if bad.any():
+            k, r, c = (int(v) for v in np.argwhere(bad)[0])
+            raise InputError(f"image {int(rows[k])}: pixel (row {r}, column {c}) holds {float(adc[k, r, c]):g}, "
+                             "not a finite non-negative hit integral", path)
+    if label is not None and label.size:
+        top = int(label.max())
+        if top >= num_classes:
+            k = int(np.flatnonzero(label.reshape(len(label), -1).max(axis=1) == top)[0])
+            raise InputError(f"image {int(rows[k])}: label {top} outside the {num_classes} classes 0..{num_classes - 1}", path)
+
+
 class ImageFile:
     """An open image file: ``adc`` / ``label`` are h5py datasets [N, H, W] (``label`` None without truth).
 
@@ -954,7 +976,7 @@ class ImageFile:
         except InputError:
             self._h5.close()
             raise
-        except (KeyError, OSError, ValueError, TypeError) as exc:
+        except (KeyError, OSError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as exc:
             self._h5.close()
             raise InputError(f"image file is incomplete or corrupt ({exc.__class__.__name__}: {exc})", self.path) from None
 
@@ -969,6 +991,9 @@ class ImageFile:
         self.label = h5["label"] if "label" in h5 else None
         if self.label is not None and self.label.shape != self.adc.shape:
             raise InputError(f"/label shape {self.label.shape} differs from /adc {self.adc.shape}", self.path)
+        if self.adc.dtype.kind != "f" or (self.label is not None and self.label.dtype != np.uint8):
+            raise InputError(f"/adc must hold floats and /label uint8, found {self.adc.dtype} and "
+                             f"{None if self.label is None else self.label.dtype}", self.path)
         self.split = np.asarray(h5["split"][...], dtype=np.uint8)
         self.event_id = np.asarray(h5["event_id"][...], dtype=np.int64)
         n = self.adc.shape[0]
@@ -1004,6 +1029,21 @@ class ImageFile:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def read(self, rows: Sequence[int], adc: bool = True, label: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """``(adc float32 [n, H, W], label uint8 [n, H, W] or None)`` of images ``rows`` (increasing), checked.
+
+        A damaged chunk (checksum, decompression) or a value no image holds (``check_image_values``)
+        is an InputError naming the file.
+        """
+        rows = [int(r) for r in rows]
+        try:
+            pixels = np.asarray(self.adc[rows], dtype=np.float32) if adc else None
+            labels = np.asarray(self.label[rows], dtype=np.uint8) if label and self.label is not None else None
+        except (OSError, ValueError, TypeError) as exc:
+            raise InputError(f"images cannot be read, the file is corrupt ({' '.join(str(exc).split())[:160]})", self.path) from None
+        check_image_values(pixels, labels, self.num_classes, self.path, rows)
+        return pixels, labels
+
     def indices(self, split: str | int | None) -> np.ndarray:
         """Image indices of a split ("train", "validation"/"val", "test", a code, or None for all)."""
         if split is None:
@@ -1037,6 +1077,17 @@ def open_images(path: str | Path) -> ImageFile:
         raise
     except OSError as exc:
         raise InputError(f"cannot read image file ({exc.__class__.__name__}: {exc})", path) from None
+
+
+def validate_images_file(path: str | Path, block: int = 64) -> None:
+    """Read every image of an image file and check it (``ImageFile.read``); InputError on the first problem.
+
+    Training reads images through a torch DataLoader that cannot say which file was bad; checking the
+    file once first turns a NaN pixel or a damaged chunk into one line instead of a dead run.
+    """
+    with open_images(path) as images:
+        for start in range(0, len(images), block):
+            images.read(range(start, min(start + block, len(images))))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ import json
 import math
 import pickle
 import re
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,25 +57,52 @@ def shipped_models() -> list[str]:
     return sorted(p.stem for p in PRETRAINED_DIR.glob("*.safetensors"))
 
 
+def _check_card(card: dict[str, Any], source: Path) -> None:
+    """What loading and prediction read from a model card must make sense; InputError naming the file."""
+    from protoseg.data import NORMALISATIONS
+    from protoseg.images import LABEL_SCHEMES, POOLINGS, check_size
+
+    architecture, classes = card.get("architecture"), card.get("classes")
+    if not isinstance(architecture, dict) or not isinstance(classes, list) or not classes:
+        raise InputError("model card has no 'architecture' / 'classes' entries", source)
+    if not all(isinstance(c, str) for c in classes) or not isinstance(architecture.get("options", {}), dict):
+        raise InputError("model card: 'classes' must be names and 'architecture.options' an object", source)
+    num_classes = architecture.get("num_classes")
+    if not isinstance(num_classes, int) or num_classes != len(classes):
+        raise InputError(f"model card is inconsistent: {num_classes} outputs for {len(classes)} classes", source)
+    inputs = card.get("input", {})
+    image = inputs.get("image", {}) if isinstance(inputs, dict) else None
+    if not isinstance(image, dict):
+        raise InputError("model card: 'input' and 'input.image' must be objects", source)
+    if inputs.get("normalisation", "max") not in NORMALISATIONS:
+        raise InputError(f"model card: unknown normalisation {inputs.get('normalisation')!r} (known: {', '.join(NORMALISATIONS)})", source)
+    if image.get("size") is not None:
+        check_size(image["size"], source)
+    for key, known in (("pooling", POOLINGS), ("label_scheme", tuple(LABEL_SCHEMES))):
+        if image.get(key) is not None and image[key] not in known:
+            raise InputError(f"model card: unknown {key} {image[key]!r} (known: {', '.join(known)})", source)
+
+
 def _build(card: dict[str, Any], state: dict[str, torch.Tensor], source: Path) -> torch.nn.Module:
     from protoseg.training import build_model_from_card
 
-    try:
-        architecture = card["architecture"]
-        classes = list(card["classes"])
-    except (KeyError, TypeError):
-        raise InputError("model card has no 'architecture' / 'classes' entries", source) from None
-    if int(architecture.get("num_classes", -1)) != len(classes):
-        raise InputError(f"model card is inconsistent: {architecture.get('num_classes')} outputs for {len(classes)} classes", source)
+    _check_card(card, source)
+    architecture = card["architecture"]
     try:
         model = build_model_from_card(architecture)
     except InputError as exc:
         raise InputError(str(exc), source) from None
+    except Exception as exc:  # noqa: BLE001 - options from a file: any failure to build is a bad card
+        detail = " ".join(str(exc).split())[:160]
+        raise InputError(f"cannot build the model of its card ({exc.__class__.__name__}: {detail})", source) from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())
         raise InputError(f"weights do not fit the architecture of its model card ({architecture.get('name')}): {detail[:240]}", source) from None
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise InputError(f"weights hold NaN or infinite values (tensor {name})", source)
     model.eval()
     model.card = card
     return model
@@ -87,7 +113,7 @@ def _card_from_hparams(hparams: dict[str, Any], extra: dict[str, Any], source: P
 
     try:
         return model_card(hparams["config"], hparams["class_names"], hparams.get("data_info", {}), extra)
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, AttributeError, ValueError):
         raise InputError("checkpoint holds no protoseg hyper-parameters (config, class_names): not a protoseg checkpoint", source) from None
 
 
@@ -95,18 +121,25 @@ def _load_checkpoint(path: Path) -> torch.nn.Module:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        # weights_only's unpickler names the global it refused; that is the one line users need.
+        # weights_only's unpickler names the global it refused; that is the one line users need. Other
+        # unpickling errors ("invalid load key") are damaged files, not refused code.
         found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", str(exc))
+        if found is None and "Weights only load failed" not in str(exc):
+            raise InputError("corrupt or truncated checkpoint (UnpicklingError)", path) from None
         what = f" ({found.group(1)})" if found else ""
         raise InputError(
             f"refused: the checkpoint asks to run or rebuild Python objects{what}; protoseg only loads tensors and plain data",
             path,
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, UnicodeDecodeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a damaged zip or pickle raises almost anything (KeyError, struct.error, ...)
         raise InputError(f"corrupt or truncated checkpoint ({exc.__class__.__name__})", path) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise InputError("not a Lightning checkpoint (no state_dict)", path)
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in checkpoint["state_dict"].items()):
+        raise InputError("checkpoint's state_dict does not map names to tensors", path)
     hparams = checkpoint.get("hyper_parameters") or {}
+    if not isinstance(hparams, dict):
+        raise InputError("checkpoint holds no protoseg hyper-parameters (config, class_names): not a protoseg checkpoint", path)
     from protoseg.training import _VAL_KEY
 
     card = _card_from_hparams(hparams, {"validation": checkpoint.get(_VAL_KEY) or {}}, path)
@@ -123,11 +156,14 @@ def _load_safetensors(path: Path) -> torch.nn.Module:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
         state = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError, OverflowError, MemoryError) as exc:
         raise InputError(f"corrupt or truncated weights file ({' '.join(str(exc).split())[:120]})", path) from None
     card_path = path.with_suffix(".json")
     if card_path.is_file():
-        text, where = card_path.read_text(), card_path
+        try:
+            text, where = card_path.read_text(encoding="utf-8"), card_path
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"model card cannot be read ({exc.__class__.__name__})", card_path) from None
     elif _SAFETENSORS_CARD_KEY in metadata:
         text, where = metadata[_SAFETENSORS_CARD_KEY], path
     else:
@@ -136,6 +172,8 @@ def _load_safetensors(path: Path) -> torch.nn.Module:
         card = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"model card is not valid JSON (line {exc.lineno})", where) from None
+    except RecursionError:
+        raise InputError("model card is not valid JSON (nested too deeply)", where) from None
     if not isinstance(card, dict):
         raise InputError("model card is not a JSON object", where)
     return _build(card, state, path)
@@ -171,7 +209,9 @@ def load_model(model: str | Path, map_location: str | torch.device = "cpu") -> t
         else:
             raise InputError("no such file or folder", path)
     check_readable(path)
-    network = _load_safetensors(path) if _is_safetensors(path) else _load_checkpoint(path)
+    # By name first: torch.load itself hands any *.safetensors file to safetensors.
+    is_weights = path.suffix == ".safetensors" or _is_safetensors(path)
+    network = _load_safetensors(path) if is_weights else _load_checkpoint(path)
     network.source = str(path)
     return network.to(map_location)
 
@@ -235,9 +275,9 @@ def _file_format(path: Path) -> str:
     try:
         with h5py.File(path, "r") as handle:
             found = handle.attrs.get("format")
-    except OSError:
-        raise InputError("not an HDF5 file (expected protoseg events or images)", path) from None
-    return found.decode() if isinstance(found, bytes) else str(found)
+            return found.decode() if isinstance(found, bytes) else str(found)
+    except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError):
+        raise InputError("not a readable HDF5 file (expected protoseg events or images; truncated or corrupt?)", path) from None
 
 
 @dataclass
@@ -257,7 +297,8 @@ class _PredictionsWriter:
 
     def __init__(self, handle, n_classes: int, height: int, width: int, with_label: bool) -> None:
         self.handle = handle
-        opts = {"compression": "lzf", "shuffle": True}  # LZF: several times faster to write than gzip
+        # LZF: several times faster to write than gzip. Fletcher-32: a damaged chunk is a read error, not wrong classes.
+        opts = {"compression": "lzf", "shuffle": True, "fletcher32": True}
         handle.create_dataset("pred", (0, height, width), np.uint8, maxshape=(None, height, width), chunks=(1, height, width), **opts)
         handle.create_dataset("prob", (0, n_classes, height, width), np.float16, maxshape=(None, n_classes, height, width), chunks=(1, n_classes, height, width), **opts)
         handle.create_dataset("adc", (0, height, width), np.float32, maxshape=(None, height, width), chunks=(1, height, width), **opts)
@@ -358,7 +399,8 @@ def predict_file(
         hit_pred = hit_offsets = None
         if fmt == "protoseg-events":
             hits = handle.create_group("hits")
-            hit_pred = hits.create_dataset("pred", (0,), np.uint8, maxshape=(None,), chunks=(65536,), compression="lzf")
+            hit_pred = hits.create_dataset("pred", (0,), np.uint8, maxshape=(None,), chunks=(65536,), compression="lzf",
+                                           fletcher32=True)
             hit_offsets = [0]
         done = 0
         for batch in iterator:
@@ -433,9 +475,10 @@ def _image_batches(path: Path, predictor: Predictor, split: str | None) -> tuple
         try:
             for part in _batches(len(index), predictor.batch_size):
                 rows = index[part]
-                batch = {"adc": np.asarray(images.adc[rows.tolist()], dtype=np.float32), "event_id": event_ids[rows]}
+                adc, label = images.read(rows)
+                batch = {"adc": adc, "event_id": event_ids[rows]}
                 if has_truth:
-                    batch["label"] = np.asarray(images.label[rows.tolist()], dtype=np.uint8)
+                    batch["label"] = label
                 yield batch
         finally:
             _close(images)
@@ -445,7 +488,7 @@ def _image_batches(path: Path, predictor: Predictor, split: str | None) -> tuple
 
 def _event_batches(path: Path, predictor: Predictor, with_source: bool = False) -> tuple[Iterator[dict], dict]:
     from protoseg.events import open_events
-    from protoseg.images import BEAM_LABEL_RULES, apply_beam_label_rule, event_to_image, pixel_indices
+    from protoseg.images import BEAM_LABEL_RULES, apply_beam_label_rule, check_hit_values, event_to_image, pixel_indices
 
     events = open_events(path)
     source_entries = None
@@ -486,6 +529,7 @@ def _event_batches(path: Path, predictor: Predictor, with_source: bool = False) 
         adcs, labels, ids, hits_info = [], [], [], []
         for event in batch:
             hits = event.hits
+            check_hit_values(hits, event.event_id, path)  # a NaN or out-of-window hit would make a NaN image
             rows, cols = pixel_indices(hits["tick"], hits["wire"], size)
             truth = np.asarray(hits["label"]) if "label" in hits else None
             if event.is_mc and rule != "all" and truth is not None:
@@ -593,9 +637,9 @@ def evaluate(model: torch.nn.Module, images_path: str | Path, split: str = "test
         n_classes = len(predictor.class_names)
         confusions = np.zeros((len(index), n_classes, n_classes), dtype=np.int64)
         for part in _batches(len(index), predictor.batch_size):
-            rows = index[part].tolist()
-            pred, _ = predictor.predict(np.asarray(images.adc[rows], dtype=np.float32))
-            label = torch.from_numpy(np.asarray(images.label[rows]).astype(np.int64))
+            adc, label = images.read(index[part])
+            pred, _ = predictor.predict(adc)
+            label = torch.from_numpy(label.astype(np.int64))
             confusions[part] = per_image_confusion(torch.from_numpy(pred.astype(np.int64)), label, n_classes).numpy()
             if progress:
                 print(f"\revaluated {part.stop}/{len(index)}", end="", flush=True)

@@ -30,39 +30,39 @@ def iou_table(metrics: dict) -> str:
 
 
 def write_evaluation(model, model_name: str, images: str, split: str, out: str, batch_size: int = 4, device: str = "cpu", displays: bool = True) -> dict:
-    """Evaluate, write DIR/metrics.json and the plots; return the metrics dict."""
+    """Evaluate, write DIR/metrics.json and the plots; return the metrics dict.
+
+    Everything is written into a temporary folder and moved into DIR at the end, so a failure (bad
+    input found half-way, an interrupt) leaves DIR as it was.
+    """
     import json
     from pathlib import Path
 
     import numpy as np
 
     from protoseg.display import plot_confusion, plot_event, plot_iou
-    from protoseg.fileio import atomic_output
+    from protoseg.fileio import atomic_folder
     from protoseg.images import open_images
     from protoseg.inference import Predictor, evaluate
 
     result = evaluate(model, images, split=split, batch_size=batch_size, device=device)
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     metrics = result.metrics(model_name, str(images), split)
-    with atomic_output(out_dir / "metrics.json") as tmp:
-        Path(tmp).write_text(json.dumps(metrics, indent=2) + "\n")
-    plot_confusion(result.confusion, result.class_names, out_dir / "confusion.png", title=f"Confusion matrix ({split}, {len(result.event_ids)} images)")
-    plot_iou(result.iou, result.class_names, out_dir / "iou.png", title=f"IoU per class ({split})")
-    if displays:
-        per_image = np.nan_to_num(result.miou_per_image, nan=-1.0)
-        order = np.argsort(per_image, kind="stable")
-        picks = {"best": order[-1], "median": order[len(order) // 2], "worst": order[0]}
-        predictor = Predictor(model, device=device, batch_size=1)
-        handle = open_images(images)
-        try:
-            for tag, k in picks.items():
-                row = int(result.indices[k])
-                adc = np.asarray(handle.adc[row], dtype=np.float32)
-                pred, _ = predictor.predict(adc[None])
-                plot_event(adc, handle.label[row], pred[0], result.class_names, out_dir / f"event_{tag}.png", title=f"{tag}: event {int(result.event_ids[k])}")
-        finally:
-            getattr(handle, "close", lambda: None)()
+    with atomic_folder(out) as out_dir:
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+        plot_confusion(result.confusion, result.class_names, out_dir / "confusion.png", title=f"Confusion matrix ({split}, {len(result.event_ids)} images)")
+        plot_iou(result.iou, result.class_names, out_dir / "iou.png", title=f"IoU per class ({split})")
+        if displays:
+            per_image = np.nan_to_num(result.miou_per_image, nan=-1.0)
+            order = np.argsort(per_image, kind="stable")
+            picks = {"best": order[-1], "median": order[len(order) // 2], "worst": order[0]}
+            predictor = Predictor(model, device=device, batch_size=1)
+            with open_images(images) as handle:
+                for tag, k in picks.items():
+                    row = int(result.indices[k])
+                    adc, label = handle.read([row])
+                    pred, _ = predictor.predict(adc)
+                    plot_event(adc[0], label[0], pred[0], result.class_names, out_dir / f"event_{tag}.png",
+                               title=f"{tag}: event {int(result.event_ids[k])}")
     return metrics
 
 

@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from protoseg.images import class_balance, format_class_balance, make_image_file, open_images
 
     summary = make_image_file(
@@ -65,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
             chosen, what = images.indices("train"), "the training split"
             if len(chosen) == 0:
                 chosen, what = range(len(images)), "all images"
-            labels = (images.label[int(i)] for i in chosen)
+            chosen = np.asarray(chosen)
+            labels = (images.read(chosen[k : k + 64], adc=False)[1] for k in range(0, len(chosen), 64))
             print(f"class balance of {what}:")
             print(format_class_balance(class_balance(labels, images.num_classes), images.class_names))
     return 0

@@ -73,6 +73,13 @@ def run(args: argparse.Namespace) -> int:
     from lightning.pytorch.utilities import rank_zero_only
 
     config = resolve_config(args)
+    data = (config.get("data") or {}).get("path")
+    if data:
+        from protoseg.images import validate_images_file
+
+        # The data loader cannot name a bad file; one pass over it first turns a NaN pixel, a label
+        # outside the classes or a damaged chunk into one line instead of a run that dies or learns NaN.
+        validate_images_file(data)
     result = train(config, resume=not args.fresh)
     if rank_zero_only.rank != 0:  # under DDP every process returns here; one report is enough
         return 0
