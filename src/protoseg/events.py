@@ -452,8 +452,10 @@ class EventsFile:
         self.attrs: dict[str, Any] = {k: (_as_str(v) if isinstance(v, (bytes, str)) else v) for k, v in h5.attrs.items()}
         try:
             self.config: dict = json.loads(self.attrs.get("config", "{}"))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise InputError("the 'config' attribute is not valid JSON", self.path) from None
+        if not isinstance(self.config, dict):
+            raise InputError("the 'config' attribute is not a JSON object", self.path)
         self.is_mc = bool(self.attrs.get("is_mc", "particles" in h5))
         for group in ("events", "hits"):
             if group not in h5:
