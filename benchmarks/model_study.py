@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -38,6 +36,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from protoseg.training import training_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = ROOT / "configs" / "study-baseline.yaml"
@@ -57,14 +57,6 @@ VARIANTS: dict[str, dict] = {
                  "set": [*WHOLE, "data.augment=false", "model.position_input=true", "model.hit_mask_input=true",
                          "model.empty_is_background=true", "model.down_blocks=[3,3,3,3,3]"]},
 }
-
-
-def machine() -> dict:
-    import torch
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
 def train_variant(name: str, args: argparse.Namespace) -> Path:
@@ -190,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     results.update({"baseline": str(BASELINE.relative_to(ROOT)), "cpu_budget_s": args.cpu_budget_s,
                     "steps_per_epoch": args.steps_per_epoch, "train_images": str(args.train_images),
                     "heldout_images": str(args.heldout_images), "heldout_events": str(args.heldout_events),
-                    "machine": machine()})
+                    "machine": training_machine()})
     results.setdefault("variants", {})
     for name in names:
         run = train_variant(name, args)
