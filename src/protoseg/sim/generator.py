@@ -358,7 +358,7 @@ class _Stack:
 
 
 def _isotropic(rng: np.random.Generator, n: int) -> np.ndarray:
-    from protoseg.sim.transport import isotropic_directions
+    from protoseg.sim.directions import isotropic_directions
 
     return isotropic_directions(rng, n)
 

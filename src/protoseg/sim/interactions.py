@@ -29,7 +29,7 @@ import numpy as np
 
 from protoseg.detector import ARGON
 from protoseg.sim import physics as ph
-from protoseg.sim.transport import isotropic_directions, rotate_from_axis
+from protoseg.sim.directions import isotropic_directions, rotate_from_axis
 
 __all__ = ["Products", "inelastic_length_cm", "at_rest", "decay_in_flight", "inelastic",
            "sample_michel_kinetic_mev", "MICHEL_ENDPOINT_MEV", "K_PLUS_DECAYS"]

@@ -23,7 +23,8 @@ import numpy as np
 
 from protoseg.detector import ARGON
 from protoseg.sim import physics as ph
-from protoseg.sim.transport import ray_box, rotate_from_axis
+from protoseg.sim.directions import rotate_from_axis
+from protoseg.sim.transport import ray_box
 
 __all__ = ["compton_per_cm", "pair_per_cm", "photoelectric_per_cm", "photon_attenuation_per_cm",
            "brem_photons_per_cm", "sample_brem_fraction", "sample_klein_nishina", "sample_pair_fraction"]

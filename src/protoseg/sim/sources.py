@@ -22,7 +22,8 @@ from functools import lru_cache
 import numpy as np
 
 from protoseg.sim import physics as ph
-from protoseg.sim.transport import ACTIVE_BOX_MAX_CM, ACTIVE_BOX_MIN_CM, random_perpendicular_basis, ray_box
+from protoseg.sim.directions import random_perpendicular_basis
+from protoseg.sim.transport import ACTIVE_BOX_MAX_CM, ACTIVE_BOX_MIN_CM, ray_box
 
 __all__ = ["Primaries", "sample_beam", "sample_halo", "sample_cosmics", "make_gun", "cosmic_rate_hz",
            "muon_spectrum_guan", "BEAM_PDG_CODES"]

@@ -31,11 +31,12 @@ import numpy as np
 
 from protoseg.detector import ARGON, GEOMETRY
 from protoseg.sim import physics as ph
+from protoseg.sim.directions import random_perpendicular_basis, rotate_from_axis
+from protoseg.sim.interactions import inelastic_length_cm
 from protoseg.sim.truth import PARTICLE_COLUMNS, Deposits
 
 __all__ = ["ACTIVE_BOX_MIN_CM", "ACTIVE_BOX_MAX_CM", "ParticleStore", "Movers", "ray_box", "inside_box",
-           "charged_pass", "line_deposits", "random_perpendicular_basis", "rotate_from_axis",
-           "isotropic_directions"]
+           "charged_pass", "line_deposits"]
 
 ACTIVE_BOX_MIN_CM = np.array([-GEOMETRY.drift_length_cm, GEOMETRY.y_min_cm, 0.0])
 ACTIVE_BOX_MAX_CM = np.array([GEOMETRY.drift_length_cm, GEOMETRY.y_max_cm, GEOMETRY.apa_z_ranges_cm[-1][1]])
@@ -68,39 +69,6 @@ def ray_box(pos: np.ndarray, direction: np.ndarray, lo: np.ndarray = ACTIVE_BOX_
 
 def inside_box(pos: np.ndarray, tolerance_cm: float = _BOX_TOLERANCE_CM) -> np.ndarray:
     return np.all((pos >= ACTIVE_BOX_MIN_CM - tolerance_cm) & (pos <= ACTIVE_BOX_MAX_CM + tolerance_cm), axis=-1)
-
-
-def random_perpendicular_basis(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two unit vectors perpendicular to each (unit) direction and to each other."""
-    dx, dy, dz = direction[:, 0], direction[:, 1], direction[:, 2]
-    use_y = np.abs(dx) > 0.9
-    # e1 = d × x̂ = (0, dz, -dy), or d × ŷ = (-dz, 0, dx) when d is close to x̂
-    e1 = np.empty_like(direction)
-    e1[:, 0] = np.where(use_y, -dz, 0.0)
-    e1[:, 1] = np.where(use_y, 0.0, dz)
-    e1[:, 2] = np.where(use_y, dx, -dy)
-    e1 /= np.sqrt(np.einsum("ij,ij->i", e1, e1))[:, None]
-    e2 = np.empty_like(direction)
-    e2[:, 0] = dy * e1[:, 2] - dz * e1[:, 1]
-    e2[:, 1] = dz * e1[:, 0] - dx * e1[:, 2]
-    e2[:, 2] = dx * e1[:, 1] - dy * e1[:, 0]
-    return e1, e2
-
-
-def rotate_from_axis(axis: np.ndarray, cos_theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
-    """Unit vectors at polar angle θ (cos given) and azimuth φ around each unit ``axis``."""
-    e1, e2 = random_perpendicular_basis(axis)
-    sin_theta = np.sqrt(np.clip(1.0 - cos_theta * cos_theta, 0.0, None))
-    out = (cos_theta[:, None] * axis + (sin_theta * np.cos(phi))[:, None] * e1
-           + (sin_theta * np.sin(phi))[:, None] * e2)
-    return out / np.sqrt(np.einsum("ij,ij->i", out, out))[:, None]
-
-
-def isotropic_directions(rng: np.random.Generator, n: int) -> np.ndarray:
-    cos_theta = rng.uniform(-1.0, 1.0, n)
-    phi = rng.uniform(0.0, 2.0 * np.pi, n)
-    sin_theta = np.sqrt(1.0 - cos_theta * cos_theta)
-    return np.stack([sin_theta * np.cos(phi), sin_theta * np.sin(phi), cos_theta], axis=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,7 +383,6 @@ def charged_pass(rng: np.random.Generator, movers: Movers, config) -> PassResult
     k_decay = np.full(n, sentinel)
     hadron = (abs_pdg == 211) | (abs_pdg == 321) | (abs_pdg == 2212)
     if config.hadronic and hadron.any():
-        from protoseg.sim.interactions import inelastic_length_cm
 
         hadron_steps = hadron[seg]
         lengths = np.full(n_steps, np.inf)
