@@ -1,7 +1,8 @@
 """protoseg: pixel-level beam / not-beam segmentation of ProtoDUNE-SP events with FC-DenseNet."""
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from protoseg.version import __version__
+
 __all__ = ["__version__", "load_model"]
 
 

@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Iterator
 
-from protoseg import __version__
+from protoseg.version import __version__
 from protoseg.errors import SIGTERM_EXIT_CODE, InputError, Terminated
 
 # Order is the order shown by --help: the data flow of DESIGN.md.

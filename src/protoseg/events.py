@@ -29,11 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from protoseg import __version__
+from protoseg.version import __version__
 from protoseg.detector import READOUT
 from protoseg.errors import InputError
 from protoseg.fileio import atomic_output, open_h5_checked
-from protoseg.sim.truth import PARTICLE_COLUMNS
 
 __all__ = [
     "FORMAT",
@@ -45,6 +44,11 @@ __all__ = [
     "LABEL_NONE",
     "LABEL_BEAM",
     "LABEL_NOT_BEAM",
+    "ORIGIN_NOISE",
+    "ORIGIN_BEAM",
+    "ORIGIN_COSMIC",
+    "ORIGIN_HALO",
+    "PARTICLE_COLUMNS",
     "Event",
     "EventsWriter",
     "EventsFile",
@@ -82,6 +86,34 @@ SOURCE_EVENT_DTYPES: dict[str, Any] = {
 LABEL_NONE, LABEL_BEAM, LABEL_NOT_BEAM = 0, 1, 2
 MAX_LABEL = 2
 MAX_ORIGIN = 3
+# Origin of a hit or particle (/hits/origin, /particles/origin).
+ORIGIN_NOISE, ORIGIN_BEAM, ORIGIN_COSMIC, ORIGIN_HALO = 0, 1, 2, 3
+
+# Column name -> dtype of the particle table, as stored in /particles of the events file (DESIGN.md).
+# Row 0 of an event is its beam or gun primary. Positions cm, time µs relative to the trigger,
+# momenta GeV/c, energy MeV, length cm. "process" says how the particle was made ("primary", "decay",
+# "inelastic", "compton", "conv", "brem", "delta", "capture", ...), "end_process" how it ended
+# ("stop", "escape", "decay", "inelastic", "capture", "brem-cut", ...).
+PARTICLE_COLUMNS: dict[str, np.dtype] = {
+    "track_id": np.dtype(np.int32),
+    "parent_id": np.dtype(np.int32),  # -1 for primaries
+    "pdg": np.dtype(np.int32),
+    "origin": np.dtype(np.uint8),
+    "process": np.dtype(object),  # str
+    "end_process": np.dtype(object),  # str
+    "start_x": np.dtype(np.float32),
+    "start_y": np.dtype(np.float32),
+    "start_z": np.dtype(np.float32),
+    "end_x": np.dtype(np.float32),
+    "end_y": np.dtype(np.float32),
+    "end_z": np.dtype(np.float32),
+    "start_t": np.dtype(np.float32),
+    "start_px": np.dtype(np.float32),
+    "start_py": np.dtype(np.float32),
+    "start_pz": np.dtype(np.float32),
+    "energy_deposited": np.dtype(np.float32),
+    "track_length": np.dtype(np.float32),
+}
 
 # Per-event table: name in /events -> dtype.
 _EVENT_DTYPES: dict[str, Any] = {"id": np.int64, "run": np.int32, "is_mc": np.bool_, "trigger": np.uint32}

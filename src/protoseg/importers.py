@@ -30,9 +30,8 @@ import numpy as np
 
 from protoseg.detector import READOUT
 from protoseg.errors import InputError
-from protoseg.events import LABEL_BEAM, LABEL_NOT_BEAM, Event, EventsWriter
+from protoseg.events import LABEL_BEAM, LABEL_NOT_BEAM, ORIGIN_BEAM, ORIGIN_COSMIC, PARTICLE_COLUMNS, Event, EventsWriter
 from protoseg.fileio import check_readable
-from protoseg.sim.truth import ORIGIN_BEAM, ORIGIN_COSMIC, PARTICLE_COLUMNS
 
 __all__ = ["LAYOUTS", "DEFAULT_TREES", "BRANCH_DEFAULTS", "import_root", "parse_branch_map"]
 

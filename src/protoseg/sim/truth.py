@@ -10,35 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# The origin codes and the particle table belong to the events file, their format; the transport fills them.
+from protoseg.events import ORIGIN_BEAM, ORIGIN_COSMIC, ORIGIN_HALO, ORIGIN_NOISE, PARTICLE_COLUMNS
+
 __all__ = ["ORIGIN_NOISE", "ORIGIN_BEAM", "ORIGIN_COSMIC", "ORIGIN_HALO", "Deposits", "EventTruth", "PARTICLE_COLUMNS"]
-
-ORIGIN_NOISE, ORIGIN_BEAM, ORIGIN_COSMIC, ORIGIN_HALO = 0, 1, 2, 3
-
-# Column name -> dtype of the particle table, as stored in /particles of the events file (DESIGN.md).
-# Row 0 of an event is its beam or gun primary. Positions cm, time µs relative to the trigger,
-# momenta GeV/c, energy MeV, length cm. "process" says how the particle was made ("primary", "decay",
-# "inelastic", "compton", "conv", "brem", "delta", "capture", ...), "end_process" how it ended
-# ("stop", "escape", "decay", "inelastic", "capture", "brem-cut", ...).
-PARTICLE_COLUMNS: dict[str, np.dtype] = {
-    "track_id": np.dtype(np.int32),
-    "parent_id": np.dtype(np.int32),  # -1 for primaries
-    "pdg": np.dtype(np.int32),
-    "origin": np.dtype(np.uint8),
-    "process": np.dtype(object),  # str
-    "end_process": np.dtype(object),  # str
-    "start_x": np.dtype(np.float32),
-    "start_y": np.dtype(np.float32),
-    "start_z": np.dtype(np.float32),
-    "end_x": np.dtype(np.float32),
-    "end_y": np.dtype(np.float32),
-    "end_z": np.dtype(np.float32),
-    "start_t": np.dtype(np.float32),
-    "start_px": np.dtype(np.float32),
-    "start_py": np.dtype(np.float32),
-    "start_pz": np.dtype(np.float32),
-    "energy_deposited": np.dtype(np.float32),
-    "track_length": np.dtype(np.float32),
-}
 
 
 @dataclass
