@@ -6,14 +6,14 @@ import shutil
 
 import h5py
 
-import protoseg.inference as inference
+import protoseg.loading as loading
 from protoseg.cli import main
 
 from test_inference import tiny_weights
 
 
 def test_demo_without_shipped_weights_says_so_in_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(inference, "PRETRAINED_DIR", tmp_path / "empty")
+    monkeypatch.setattr(loading, "PRETRAINED_DIR", tmp_path / "empty")
     assert main(["demo", "-o", str(tmp_path / "demo")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "shipped model 'default' is not in this installation" in err[0]
@@ -27,7 +27,7 @@ def test_demo_runs_the_whole_chain(tmp_path, monkeypatch, capsys):
     # what the lead does with a run folder: copy its two model files under the shipped name
     shutil.copy(weights, shipped / "default.safetensors")
     shutil.copy(weights.with_suffix(".json"), shipped / "default.json")
-    monkeypatch.setattr(inference, "PRETRAINED_DIR", shipped)
+    monkeypatch.setattr(loading, "PRETRAINED_DIR", shipped)
     out = tmp_path / "demo"
     assert main(["demo", "-o", str(out), "-n", "2"]) == 0
     printed = capsys.readouterr().out

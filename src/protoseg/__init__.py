@@ -11,6 +11,6 @@ def load_model(model: str, **kwargs):
 
     Never unpickles code: weights are safetensors and checkpoints are read with weights_only=True.
     """
-    from protoseg.inference import load_model as _load_model
+    from protoseg.loading import load_model as _load_model
 
     return _load_model(model, **kwargs)

@@ -101,8 +101,7 @@ def plot_event(
         if label is not None:
             import torch
 
-            from protoseg.inference import per_image_miou
-            from protoseg.metrics import per_image_confusion
+            from protoseg.metrics import per_image_confusion, per_image_miou
 
             as_tensor = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64)[None])  # noqa: E731
             confusion = per_image_confusion(as_tensor(pred), as_tensor(label), len(class_names))

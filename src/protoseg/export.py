@@ -134,8 +134,8 @@ def export_model(model: torch.nn.Module, fmt: str, output: str | Path, opset: in
     The check runs the exported file and PyTorch on event-like samples of two sizes (the second with
     another batch, height and width); a difference above ``tolerance`` raises and writes nothing.
     """
-    from protoseg.inference import _size_divisor
-    from protoseg.training import write_weights
+    from protoseg.loading import size_divisor
+    from protoseg.modelcards import write_weights
 
     if fmt not in FORMATS:
         raise InputError(f"unknown export format '{fmt}' (choose from {', '.join(FORMATS)})")
@@ -148,7 +148,7 @@ def export_model(model: torch.nn.Module, fmt: str, output: str | Path, opset: in
         path, _ = write_weights(model, card, output)
         return ExportResult(path, fmt, {}, tolerance)
 
-    divisor = _size_divisor(model)
+    divisor = size_divisor(model)
     module = Probabilities(model).eval()
     samples = [sample_input(divisor, h, w, batch=b, seed=i) for i, (b, h, w) in enumerate(_check_sizes(divisor))]
     with atomic_output(output, suffix=output.suffix or ".tmp") as tmp:

@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from protoseg import __version__
+from protoseg.version import __version__
 from protoseg.detector import READOUT
 from protoseg.errors import InputError
 from protoseg.fileio import atomic_output, open_h5_checked

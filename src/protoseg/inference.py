@@ -1,20 +1,16 @@
-"""Inference: load a trained network safely, predict images and events, map pixels back to hits, evaluate.
-
-``load_model(MODEL)`` accepts a run folder, a Lightning checkpoint, a ``.safetensors`` weights file,
-or the name of a model shipped in ``protoseg/pretrained`` (``"default"``). It never executes code
-from a file: weights are safetensors, checkpoints are read with ``torch.load(weights_only=True)``
-(whose unpickler refuses every global outside PyTorch's allow-list), and model cards are JSON.
-The network comes back in eval mode with its model card as ``model.card``.
+"""Prediction: a loaded network on images and events files, pixels mapped back to hits, predictions files.
 
 Prediction streams: images or events are read, predicted and written batch by batch into resizable
-HDF5 datasets, so memory stays flat whatever the number of events.
+HDF5 datasets, so memory stays flat whatever the number of events. Events files are made into images
+with the settings of the model card, and every hit gets the class of the pixel that holds it.
+
+Loading lives in ``protoseg.loading``, the model card in ``protoseg.modelcards``, the batch predictor
+in ``protoseg.predictor`` and evaluation in ``protoseg.evaluation``; their public names are
+re-exported here (``from protoseg.inference import load_model, evaluate`` keeps working).
 """
 from __future__ import annotations
 
 import json
-import math
-import pickle
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from protoseg import __version__
 from protoseg.errors import InputError
+from protoseg.evaluation import Evaluation, evaluate
 from protoseg.fileio import atomic_output, check_readable
+from protoseg.loading import PRETRAINED_DIR, load_model, shipped_models
+from protoseg.metrics import per_image_miou
+from protoseg.predictor import Predictor, batch_slices, check_classes
+from protoseg.version import __version__
 
 __all__ = [
     "PRETRAINED_DIR",
@@ -40,232 +40,10 @@ __all__ = [
     "per_image_miou",
 ]
 
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 PREDICTIONS_FORMAT = "protoseg-predictions"
 PREDICTIONS_VERSION = 1
 # Per-hit truth of hits a beam label rule drops (predict does not score them).
 NO_TRUTH = 255
-_SAFETENSORS_CARD_KEY = "protoseg_card"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-# ----------------------------------------------------------------------------------------------
-# Loading
-# ----------------------------------------------------------------------------------------------
-def shipped_models() -> list[str]:
-    """Names of the models shipped with this installation (files pretrained/NAME.safetensors)."""
-    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.safetensors"))
-
-
-def _check_card(card: dict[str, Any], source: Path) -> None:
-    """What loading and prediction read from a model card must make sense; InputError naming the file."""
-    from protoseg.data import NORMALISATIONS
-    from protoseg.images import LABEL_SCHEMES, POOLINGS, check_size
-
-    architecture, classes = card.get("architecture"), card.get("classes")
-    if not isinstance(architecture, dict) or not isinstance(classes, list) or not classes:
-        raise InputError("model card has no 'architecture' / 'classes' entries", source)
-    if not all(isinstance(c, str) for c in classes) or not isinstance(architecture.get("options", {}), dict):
-        raise InputError("model card: 'classes' must be names and 'architecture.options' an object", source)
-    num_classes = architecture.get("num_classes")
-    if not isinstance(num_classes, int) or num_classes != len(classes):
-        raise InputError(f"model card is inconsistent: {num_classes} outputs for {len(classes)} classes", source)
-    inputs = card.get("input", {})
-    image = inputs.get("image", {}) if isinstance(inputs, dict) else None
-    if not isinstance(image, dict):
-        raise InputError("model card: 'input' and 'input.image' must be objects", source)
-    if inputs.get("normalisation", "max") not in NORMALISATIONS:
-        raise InputError(f"model card: unknown normalisation {inputs.get('normalisation')!r} (known: {', '.join(NORMALISATIONS)})", source)
-    if image.get("size") is not None:
-        check_size(image["size"], source)
-    for key, known in (("pooling", POOLINGS), ("label_scheme", tuple(LABEL_SCHEMES))):
-        if image.get(key) is not None and image[key] not in known:
-            raise InputError(f"model card: unknown {key} {image[key]!r} (known: {', '.join(known)})", source)
-
-
-def _build(card: dict[str, Any], state: dict[str, torch.Tensor], source: Path) -> torch.nn.Module:
-    from protoseg.training import build_model_from_card
-
-    _check_card(card, source)
-    architecture = card["architecture"]
-    try:
-        model = build_model_from_card(architecture)
-    except InputError as exc:
-        raise InputError(str(exc), source) from None
-    except Exception as exc:  # noqa: BLE001 - options from a file: any failure to build is a bad card
-        detail = " ".join(str(exc).split())[:160]
-        raise InputError(f"cannot build the model of its card ({exc.__class__.__name__}: {detail})", source) from None
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        detail = " ".join(str(exc).split())
-        raise InputError(f"weights do not fit the architecture of its model card ({architecture.get('name')}): {detail[:240]}", source) from None
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise InputError(f"weights hold NaN or infinite values (tensor {name})", source)
-    model.eval()
-    model.card = card
-    return model
-
-
-def _card_from_hparams(hparams: dict[str, Any], extra: dict[str, Any], source: Path) -> dict[str, Any]:
-    from protoseg.training import model_card
-
-    try:
-        return model_card(hparams["config"], hparams["class_names"], hparams.get("data_info", {}), extra)
-    except (KeyError, TypeError, AttributeError, ValueError):
-        raise InputError("checkpoint holds no protoseg hyper-parameters (config, class_names): not a protoseg checkpoint", source) from None
-
-
-def _load_checkpoint(path: Path) -> torch.nn.Module:
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # weights_only's unpickler names the global it refused; that is the one line users need. Other
-        # unpickling errors ("invalid load key") are damaged files, not refused code.
-        found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", str(exc))
-        if found is None and "Weights only load failed" not in str(exc):
-            raise InputError("corrupt or truncated checkpoint (UnpicklingError)", path) from None
-        what = f" ({found.group(1)})" if found else ""
-        raise InputError(
-            f"refused: the checkpoint asks to run or rebuild Python objects{what}; protoseg only loads tensors and plain data",
-            path,
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - a damaged zip or pickle raises almost anything (KeyError, struct.error, ...)
-        raise InputError(f"corrupt or truncated checkpoint ({exc.__class__.__name__})", path) from None
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-        raise InputError("not a Lightning checkpoint (no state_dict)", path)
-    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in checkpoint["state_dict"].items()):
-        raise InputError("checkpoint's state_dict does not map names to tensors", path)
-    hparams = checkpoint.get("hyper_parameters") or {}
-    if not isinstance(hparams, dict):
-        raise InputError("checkpoint holds no protoseg hyper-parameters (config, class_names): not a protoseg checkpoint", path)
-    from protoseg.training import _VAL_KEY
-
-    card = _card_from_hparams(hparams, {"validation": checkpoint.get(_VAL_KEY) or {}}, path)
-    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
-    return _build(card, state, path)
-
-
-def _load_safetensors(path: Path) -> torch.nn.Module:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        state = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError, OverflowError, MemoryError) as exc:
-        raise InputError(f"corrupt or truncated weights file ({' '.join(str(exc).split())[:120]})", path) from None
-    card_path = path.with_suffix(".json")
-    if card_path.is_file():
-        try:
-            text, where = card_path.read_text(encoding="utf-8"), card_path
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"model card cannot be read ({exc.__class__.__name__})", card_path) from None
-    elif _SAFETENSORS_CARD_KEY in metadata:
-        text, where = metadata[_SAFETENSORS_CARD_KEY], path
-    else:
-        raise InputError(f"weights file has no model card (neither {card_path.name} next to it nor one in its metadata)", path)
-    try:
-        card = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"model card is not valid JSON (line {exc.lineno})", where) from None
-    except RecursionError:
-        raise InputError("model card is not valid JSON (nested too deeply)", where) from None
-    if not isinstance(card, dict):
-        raise InputError("model card is not a JSON object", where)
-    return _build(card, state, path)
-
-
-def _is_safetensors(path: Path) -> bool:
-    with open(path, "rb") as raw:
-        head = raw.read(9)
-    if len(head) < 9:
-        return False
-    header_len = int.from_bytes(head[:8], "little")
-    return 0 < header_len < 100_000_000 and head[8:9] == b"{"
-
-
-def load_model(model: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:
-    """Load a network (eval mode, card in ``.card``) from a run folder, checkpoint, weights file or shipped name."""
-    path = Path(model)
-    if path.is_dir():
-        for candidate in (path / "model.safetensors", path / "checkpoints" / "best.ckpt", path / "checkpoints" / "last.ckpt"):
-            if candidate.is_file():
-                path = candidate
-                break
-        else:
-            raise InputError("folder holds no model.safetensors or checkpoints/{best,last}.ckpt: not a protoseg run folder", path)
-    elif not path.exists():
-        name = str(model)
-        if _NAME.match(name) and not name.endswith((".ckpt", ".safetensors", ".pt", ".pth")):
-            shipped = PRETRAINED_DIR / f"{name}.safetensors"
-            if not shipped.is_file():
-                available = ", ".join(shipped_models()) or "none"
-                raise InputError(f"no such file, and no shipped model of that name in this installation (shipped models: {available})", name)
-            path = shipped
-        else:
-            raise InputError("no such file or folder", path)
-    check_readable(path)
-    # By name first: torch.load itself hands any *.safetensors file to safetensors.
-    is_weights = path.suffix == ".safetensors" or _is_safetensors(path)
-    network = _load_safetensors(path) if is_weights else _load_checkpoint(path)
-    network.source = str(path)
-    return network.to(map_location)
-
-
-# ----------------------------------------------------------------------------------------------
-# Prediction
-# ----------------------------------------------------------------------------------------------
-def _size_divisor(model: torch.nn.Module) -> int:
-    """The network's total downsampling (2 ** number of down blocks): it pads inputs to a multiple of this."""
-    value = getattr(model, "pad_multiple", None)
-    if isinstance(value, int) and value > 0:
-        return value
-    blocks = getattr(model, "card", {}).get("architecture", {}).get("options", {}).get("down_blocks")
-    return 2 ** len(blocks) if blocks else 32
-
-
-class Predictor:
-    """Run a loaded network on batches of raw (pooled, un-normalised) images: class and probabilities per pixel.
-
-    The networks take any image size (they pad to their downsampling multiple and crop back).
-    """
-
-    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", batch_size: int = 4) -> None:
-        if batch_size < 1:
-            raise InputError(f"batch size must be >= 1, got {batch_size}")
-        self.model = model.to(device).eval()
-        self.device = torch.device(device)
-        self.batch_size = int(batch_size)
-        self.card = getattr(model, "card", {})
-        self.class_names: list[str] = list(self.card.get("classes", []))
-        self.normalisation: str = self.card.get("input", {}).get("normalisation", "max")
-
-    @torch.inference_mode()
-    def probabilities(self, adc: np.ndarray) -> np.ndarray:
-        """Softmax probabilities float32 [B, C, H, W] for raw images ``adc`` [B, H, W]."""
-        from protoseg.data import normalise
-
-        x = torch.from_numpy(np.ascontiguousarray(normalise(np.asarray(adc, dtype=np.float32), self.normalisation), dtype=np.float32))
-        logits = self.model(x[:, None].to(self.device))
-        return logits.float().softmax(1).cpu().numpy()
-
-    def predict(self, adc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(pred uint8 [B, H, W], prob float32 [B, C, H, W]) for raw images [B, H, W]."""
-        prob = self.probabilities(adc)
-        return prob.argmax(1).astype(np.uint8), prob
-
-
-def _check_classes(model_classes: list[str], data_classes: list[str], source: Path) -> None:
-    if list(model_classes) != list(data_classes):
-        raise InputError(
-            f"the model predicts {len(model_classes)} classes ({', '.join(model_classes)}) but the file is labelled with "
-            f"{len(data_classes)} ({', '.join(data_classes)})",
-            source,
-        )
 
 
 def _file_format(path: Path) -> str:
@@ -316,11 +94,6 @@ class _PredictionsWriter:
             dataset.resize(stop, axis=0)
             dataset[start:stop] = values
         self.n = stop
-
-
-def _batches(n: int, batch_size: int) -> Iterator[slice]:
-    for start in range(0, n, batch_size):
-        yield slice(start, min(start + batch_size, n))
 
 
 def predict_file(
@@ -460,7 +233,7 @@ def _image_batches(path: Path, predictor: Predictor, split: str | None) -> tuple
 
     images = open_images(path)
     try:
-        _check_classes(predictor.class_names, list(images.class_names), path)
+        check_classes(predictor.class_names, list(images.class_names), path)
         index = images.indices(split)
     except InputError:
         images.close()
@@ -473,7 +246,7 @@ def _image_batches(path: Path, predictor: Predictor, split: str | None) -> tuple
 
     def generate() -> Iterator[dict]:
         try:
-            for part in _batches(len(index), predictor.batch_size):
+            for part in batch_slices(len(index), predictor.batch_size):
                 rows = index[part]
                 adc, label = images.read(rows)
                 batch = {"adc": adc, "event_id": event_ids[rows]}
@@ -560,92 +333,3 @@ def _close(handle: Any) -> None:
         close()
 
 
-# ----------------------------------------------------------------------------------------------
-# Evaluation
-# ----------------------------------------------------------------------------------------------
-def per_image_miou(confusions: np.ndarray) -> np.ndarray:
-    """Mean IoU of each image from its confusion matrix [N, C, C]; classes absent from truth and prediction are skipped."""
-    from protoseg.metrics import iou
-
-    return torch.nanmean(iou(torch.as_tensor(np.asarray(confusions))), dim=-1).numpy()
-
-
-@dataclass
-class Evaluation:
-    """Pooled and per-image numbers of one evaluation."""
-
-    class_names: list[str]
-    confusion: np.ndarray  # [C, C] int64, rows truth, columns prediction
-    image_confusions: np.ndarray  # [N, C, C]
-    event_ids: np.ndarray
-    indices: np.ndarray  # rows of the image file
-
-    @property
-    def iou(self) -> np.ndarray:
-        from protoseg.metrics import iou
-
-        return iou(torch.from_numpy(self.confusion)).double().numpy()
-
-    @property
-    def miou(self) -> float:
-        return float(np.nanmean(self.iou))
-
-    @property
-    def miou_per_image(self) -> np.ndarray:
-        return per_image_miou(self.image_confusions)
-
-    @property
-    def accuracy(self) -> float:
-        total = self.confusion.sum()
-        return float(np.trace(self.confusion) / total) if total else float("nan")
-
-    def metrics(self, model: str, data: str, split: str) -> dict[str, Any]:
-        def clean(value: float) -> float | None:
-            return None if not math.isfinite(value) else float(value)
-
-        per_image = self.miou_per_image
-        return {
-            "classes": self.class_names,
-            "iou": [clean(v) for v in self.iou.tolist()],
-            "miou": clean(self.miou),
-            "miou_per_image": clean(float(np.nanmean(per_image))) if np.isfinite(per_image).any() else None,
-            "accuracy": clean(self.accuracy),
-            "confusion": self.confusion.tolist(),
-            "n_images": int(len(self.event_ids)),
-            "model": model,
-            "data": data,
-            "split": split,
-            "per_image": [{"event_id": int(e), "miou": clean(float(m))} for e, m in zip(self.event_ids, per_image)],
-        }
-
-
-def evaluate(model: torch.nn.Module, images_path: str | Path, split: str = "test", batch_size: int = 4, device: str = "cpu", progress: bool = True) -> Evaluation:
-    """Confusion matrices (pooled and per image) of ``model`` on one split of an image file."""
-    from protoseg.images import open_images
-    from protoseg.metrics import per_image_confusion
-
-    path = Path(images_path)
-    predictor = Predictor(model, device=device, batch_size=batch_size)
-    images = open_images(path)
-    try:
-        _check_classes(predictor.class_names, list(images.class_names), path)
-        if images.label is None:
-            raise InputError("has no labels: evaluate needs truth (use predict for data)", path)
-        index = images.indices(split)
-        if len(index) == 0:
-            raise InputError(f"the {split} split is empty", path)
-        n_classes = len(predictor.class_names)
-        confusions = np.zeros((len(index), n_classes, n_classes), dtype=np.int64)
-        for part in _batches(len(index), predictor.batch_size):
-            adc, label = images.read(index[part])
-            pred, _ = predictor.predict(adc)
-            label = torch.from_numpy(label.astype(np.int64))
-            confusions[part] = per_image_confusion(torch.from_numpy(pred.astype(np.int64)), label, n_classes).numpy()
-            if progress:
-                print(f"\revaluated {part.stop}/{len(index)}", end="", flush=True)
-        if progress:
-            print()
-        event_ids = images.event_id[index]
-    finally:
-        _close(images)
-    return Evaluation(predictor.class_names, confusions.sum(axis=0), confusions, event_ids, index)

@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torchmetrics import Metric
 
 from protoseg.errors import InputError
 
-__all__ = ["SegmentationMetrics", "confusion_matrix", "iou", "per_image_confusion", "summarize"]
+__all__ = ["SegmentationMetrics", "confusion_matrix", "iou", "per_image_confusion", "per_image_miou", "summarize"]
 
 
 def _labels(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
@@ -69,6 +70,11 @@ def iou(confusion: torch.Tensor) -> torch.Tensor:
     tp = confusion.diagonal(dim1=-2, dim2=-1)
     union = confusion.sum(-1) + confusion.sum(-2) - tp
     return torch.where(union > 0, tp / union.clamp_min(1), torch.nan)
+
+
+def per_image_miou(confusions: np.ndarray) -> np.ndarray:
+    """Mean IoU of each image from its confusion matrix [N, C, C]; classes absent from truth and prediction are skipped."""
+    return torch.nanmean(iou(torch.as_tensor(np.asarray(confusions))), dim=-1).numpy()
 
 
 def summarize(confusion: torch.Tensor, class_names: Sequence[str] | None = None) -> dict[str, Any]:

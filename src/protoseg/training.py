@@ -15,7 +15,6 @@ Checkpoints are always read with ``weights_only=True``: they hold tensors and pl
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
 import random
@@ -28,38 +27,21 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from protoseg import __version__
 from protoseg.config import dump_config, validate
 from protoseg.errors import InputError
 from protoseg.fileio import atomic_output
+from protoseg.modelcards import (  # architecture_of, model_card, write_weights: also importable from here
+    CHECKPOINT_VAL_KEY,
+    architecture_of,
+    build_model_from_card,
+    builder_options,
+    model_card,
+    write_weights,
+)
 
 __all__ = ["SegmentationModule", "RunClock", "TrainResult", "train", "training_machine", "build_model_from_card", "architecture_of", "model_card", "write_weights"]
 
-# How events become images (protoseg.images.event_to_image settings): predict applies them to events files.
-IMAGE_KEYS = ("size", "pooling", "label_scheme", "spread_rms", "drop_noise", "charge_scale", "beam_label_rule")
 _RNG_KEY = "protoseg_rng_states"
-_VAL_KEY = "protoseg_val_metrics"
-
-
-def _open_options(section: dict[str, Any]) -> dict[str, Any]:
-    """The builder options of a model / loss section: everything but its name."""
-    return {k: v for k, v in section.items() if k != "name"}
-
-
-def build_model_from_card(architecture: dict[str, Any]) -> torch.nn.Module:
-    """Rebuild a network from the ``architecture`` entry of a model card (plain dict)."""
-    from protoseg.models import build_model
-
-    options = dict(architecture.get("options", {}))
-    try:
-        return build_model(
-            architecture["name"],
-            in_channels=int(architecture.get("in_channels", 1)),
-            num_classes=int(architecture["num_classes"]),
-            **options,
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"cannot build the model {architecture.get('name')!r}: {exc}") from None
 
 
 class SegmentationModule(pl.LightningModule):
@@ -80,7 +62,7 @@ class SegmentationModule(pl.LightningModule):
         self.architecture = architecture_of(config, self.num_classes)
         self.model = build_model_from_card(self.architecture)
         try:
-            self.loss = build_loss(config["loss"]["name"], **_open_options(config["loss"]))
+            self.loss = build_loss(config["loss"]["name"], **builder_options(config["loss"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"cannot build the loss {config['loss']['name']!r}: {exc}") from None
         self.channels_last = bool(config["trainer"].get("channels_last", False))
@@ -193,7 +175,7 @@ class SegmentationModule(pl.LightningModule):
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             states["cuda"] = torch.cuda.get_rng_state_all()
         checkpoint[_RNG_KEY] = states
-        checkpoint[_VAL_KEY] = dict(self.last_val_metrics)
+        checkpoint[CHECKPOINT_VAL_KEY] = dict(self.last_val_metrics)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         states = checkpoint.get(_RNG_KEY)
@@ -205,7 +187,7 @@ class SegmentationModule(pl.LightningModule):
             random.setstate((version, tuple(internal), gauss))
             if "cuda" in states and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(states["cuda"])
-        self.last_val_metrics = dict(checkpoint.get(_VAL_KEY) or {})
+        self.last_val_metrics = dict(checkpoint.get(CHECKPOINT_VAL_KEY) or {})
 
 
 class RunClock(pl.Callback):
@@ -294,55 +276,6 @@ class BudgetOneCycle(torch.optim.lr_scheduler.LRScheduler):
         return {k: v for k, v in super().state_dict().items() if k != "clock"}  # the clock saves itself
 
 
-def architecture_of(config: dict[str, Any], num_classes: int, model: torch.nn.Module | None = None) -> dict[str, Any]:
-    """The ``architecture`` entry of a model card: registry name, channels, classes and builder options.
-
-    With a built ``model``, its resolved ``model.config`` (every option, defaults included) is used.
-    """
-    resolved = dict(getattr(model, "config", None) or {})
-    if resolved:
-        name = resolved.pop("name")
-        in_channels = int(resolved.pop("in_channels", 1))
-        resolved.pop("num_classes", None)
-        return {"name": name, "in_channels": in_channels, "num_classes": int(num_classes), "options": resolved}
-    return {"name": config["model"]["name"], "in_channels": 1, "num_classes": int(num_classes), "options": _open_options(config["model"])}
-
-
-def model_card(
-    config: dict[str, Any],
-    class_names: list[str],
-    data_info: dict[str, Any],
-    metrics: dict[str, Any] | None = None,
-    model: torch.nn.Module | None = None,
-    trained_on: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The JSON model card: what the network is, what it expects, what it was trained on, how well it does.
-
-    ``trained_on`` describes the training machine and run (see :func:`training_machine`).
-    """
-    data_info = dict(data_info or {})
-    card = {
-        "format": "protoseg-model-card",
-        "version": 1,
-        "protoseg_version": __version__,
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "architecture": architecture_of(config, len(class_names), model),
-        "classes": list(class_names),
-        "input": {
-            "shape": "[N, 1, H, W] float32; any H and W (the network pads inside and crops back)",
-            "normalisation": config["data"]["normalisation"],
-            "image": {k: data_info[k] for k in IMAGE_KEYS if k in data_info},
-        },
-        "output": "logits [N, C, H, W] (protoseg.load_model); exported TorchScript / ONNX give softmax probabilities",
-        "training_data": {k: v for k, v in data_info.items() if k not in IMAGE_KEYS},
-        "recipe": config,
-        "metrics": dict(metrics or {}),
-    }
-    if trained_on:
-        card["trained_on"] = dict(trained_on)
-    return card
-
-
 def training_machine(trainer: pl.Trainer | None = None) -> dict[str, Any]:
     """Where a model was trained: processor, cores, accelerator, torch version, number of processes."""
     import os
@@ -363,22 +296,6 @@ def training_machine(trainer: pl.Trainer | None = None) -> dict[str, Any]:
         info["processes"] = int(trainer.world_size)
         info["precision"] = str(trainer.precision)
     return info
-
-
-def write_weights(module_or_model: torch.nn.Module, card: dict[str, Any], path: str | Path) -> tuple[Path, Path]:
-    """Write ``path`` (.safetensors, the card JSON in its metadata too) and the card next to it as ``.json``."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    model = module_or_model.model if isinstance(module_or_model, SegmentationModule) else module_or_model
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    card_text = json.dumps(card, indent=2, sort_keys=False)
-    card_path = path.with_suffix(".json")
-    with atomic_output(path, suffix=".safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata={"protoseg_card": json.dumps(card)})
-    with atomic_output(card_path) as tmp:
-        Path(tmp).write_text(card_text + "\n")
-    return path, card_path
 
 
 @dataclass
@@ -439,7 +356,7 @@ def _check_resumable(checkpoint_path: Path, config: dict[str, Any], class_names:
 
 def _initialise_from(module: SegmentationModule, source: str) -> None:
     """Copy the weights of ``source`` (any ``load_model`` input) into ``module``: same network and classes only."""
-    from protoseg.inference import load_model
+    from protoseg.loading import load_model
 
     def network(architecture: dict[str, Any]) -> dict[str, Any]:
         # memory_efficient picks a training path, not a different network
@@ -584,7 +501,7 @@ def train(config: dict[str, Any], resume: bool = True) -> TrainResult:
         state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
         network = build_model_from_card(architecture_of(config, len(class_names)))
         network.load_state_dict(state)
-        val_metrics = dict(checkpoint.get(_VAL_KEY) or {})
+        val_metrics = dict(checkpoint.get(CHECKPOINT_VAL_KEY) or {})
         val_metrics["checkpoint"] = source.name
         clock = next((cb for cb in trainer.callbacks if isinstance(cb, RunClock)), None)
         trained_on = training_machine(trainer)

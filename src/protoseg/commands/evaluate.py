@@ -41,9 +41,10 @@ def write_evaluation(model, model_name: str, images: str, split: str, out: str, 
     import numpy as np
 
     from protoseg.display import plot_confusion, plot_event, plot_iou
+    from protoseg.evaluation import evaluate
     from protoseg.fileio import atomic_folder
     from protoseg.images import open_images
-    from protoseg.inference import Predictor, evaluate
+    from protoseg.predictor import Predictor
 
     result = evaluate(model, images, split=split, batch_size=batch_size, device=device)
     metrics = result.metrics(model_name, str(images), split)
@@ -67,7 +68,7 @@ def write_evaluation(model, model_name: str, images: str, split: str, out: str, 
 
 
 def run(args: argparse.Namespace) -> int:
-    from protoseg.inference import load_model
+    from protoseg.loading import load_model
 
     model = load_model(args.model, map_location=args.device)
     metrics = write_evaluation(model, args.model, args.images, args.split, args.out, args.batch_size, args.device, not args.no_displays)

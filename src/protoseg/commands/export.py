@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from protoseg.export import export_model
-    from protoseg.inference import load_model
+    from protoseg.loading import load_model
 
     model = load_model(args.model)
     result = export_model(model, args.format, args.out, opset=args.opset)

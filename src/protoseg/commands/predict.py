@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from protoseg.inference import load_model, predict_file
+    from protoseg.inference import predict_file
+    from protoseg.loading import load_model
 
     model = load_model(args.model, map_location=args.device)
     summary = predict_file(model, args.input, args.out, batch_size=args.batch_size, device=args.device, split=args.split,

@@ -1,0 +1,59 @@
+"""The network at work on raw images: :class:`Predictor` (class and probabilities per pixel), shared by
+prediction (``protoseg.inference``) and evaluation (``protoseg.evaluation``)."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from protoseg.errors import InputError
+
+__all__ = ["Predictor", "check_classes", "batch_slices"]
+
+
+class Predictor:
+    """Run a loaded network on batches of raw (pooled, un-normalised) images: class and probabilities per pixel.
+
+    The networks take any image size (they pad to their downsampling multiple and crop back).
+    """
+
+    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", batch_size: int = 4) -> None:
+        if batch_size < 1:
+            raise InputError(f"batch size must be >= 1, got {batch_size}")
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self.batch_size = int(batch_size)
+        self.card = getattr(model, "card", {})
+        self.class_names: list[str] = list(self.card.get("classes", []))
+        self.normalisation: str = self.card.get("input", {}).get("normalisation", "max")
+
+    @torch.inference_mode()
+    def probabilities(self, adc: np.ndarray) -> np.ndarray:
+        """Softmax probabilities float32 [B, C, H, W] for raw images ``adc`` [B, H, W]."""
+        from protoseg.data import normalise  # lazy: data imports Lightning
+
+        x = torch.from_numpy(np.ascontiguousarray(normalise(np.asarray(adc, dtype=np.float32), self.normalisation), dtype=np.float32))
+        logits = self.model(x[:, None].to(self.device))
+        return logits.float().softmax(1).cpu().numpy()
+
+    def predict(self, adc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(pred uint8 [B, H, W], prob float32 [B, C, H, W]) for raw images [B, H, W]."""
+        prob = self.probabilities(adc)
+        return prob.argmax(1).astype(np.uint8), prob
+
+
+def check_classes(model_classes: list[str], data_classes: list[str], source: Path) -> None:
+    if list(model_classes) != list(data_classes):
+        raise InputError(
+            f"the model predicts {len(model_classes)} classes ({', '.join(model_classes)}) but the file is labelled with "
+            f"{len(data_classes)} ({', '.join(data_classes)})",
+            source,
+        )
+
+
+def batch_slices(n: int, batch_size: int) -> Iterator[slice]:
+    """Slices of ``range(n)`` of at most ``batch_size`` items, in order."""
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))
