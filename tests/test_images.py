@@ -333,7 +333,7 @@ def test_stats_refuses_events_file_and_empty_split(tmp_path, capsys):
 
 def test_selection_counts_with_empty_events(tmp_path):
     """Beam / not-beam hit counts per event, with empty events first, in the middle and last."""
-    from protoseg.images import _hit_class_counts
+    from protoseg.images.selection import hit_class_counts
 
     empty_particles = {name: np.zeros(0, dtype=dtype) for name, dtype in PARTICLE_COLUMNS.items()}
     labels_per_event = [[], [1, 1, 2], [], [2, 2, 2, 0, 1], []]
@@ -347,7 +347,7 @@ def test_selection_counts_with_empty_events(tmp_path):
             writer.append(Event(event_id=k, hits=hits, particles=empty_particles))
     with open_events(path) as events:
         for chunk in (1, 2, 256):
-            n_beam, n_not_beam = _hit_class_counts(events, chunk_events=chunk)
+            n_beam, n_not_beam = hit_class_counts(events, chunk_events=chunk)
             assert list(n_beam) == [0, 2, 0, 1, 0] and list(n_not_beam) == [0, 1, 0, 3, 0]
 
 

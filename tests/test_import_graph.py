@@ -83,8 +83,34 @@ def test_no_private_names_imported_across_files():
     assert not private, "\n".join(private)
 
 
-def test_commands_are_imported_by_no_library_module():
+# The layers, top to bottom (README "How protoseg is built"): a module imports its own layer or lower ones.
+LAYERS = {
+    "commands": ("protoseg", "protoseg.__main__", "protoseg.cli", "protoseg.commands"),
+    "stages": ("protoseg.sim", "protoseg.importers", "protoseg.images.make", "protoseg.images", "protoseg.training",
+               "protoseg.predictor", "protoseg.inference", "protoseg.evaluation", "protoseg.export", "protoseg.display"),
+    "formats and models": ("protoseg.events", "protoseg.images.grid", "protoseg.images.labels", "protoseg.images.pooling",
+                           "protoseg.images.selection", "protoseg.images.imagefile", "protoseg.images.balance",
+                           "protoseg.modelcards", "protoseg.loading", "protoseg.models", "protoseg.losses",
+                           "protoseg.metrics", "protoseg.data", "protoseg.config", "protoseg.root_friend"),
+    "base": ("protoseg.detector", "protoseg.errors", "protoseg.fileio", "protoseg.progress", "protoseg.version"),
+}
+
+
+def layer_of(module: str) -> int:
+    """Index in LAYERS (0 = commands) of the most specific entry that names ``module`` or a package above it."""
+    best, depth = None, -1
+    for rank, prefixes in enumerate(LAYERS.values()):
+        for prefix in prefixes:
+            below = module.startswith(prefix + ".") and prefix != "protoseg"  # the package itself: exactly
+            if (module == prefix or below) and prefix.count(".") > depth:
+                best, depth = rank, prefix.count(".")
+    assert best is not None, f"{module} is in no layer: add it to LAYERS"
+    return best
+
+
+def test_imports_go_down_the_layers():
     graph = import_graph()
-    wrong = [f"{name} -> {target}" for name, targets in graph.items() for target in targets
-             if target.startswith("protoseg.commands") and not name.startswith(("protoseg.commands", "protoseg.cli"))]
-    assert not wrong, wrong
+    wrong = [f"{name} ({list(LAYERS)[layer_of(name)]}) imports {target} ({list(LAYERS)[layer_of(target)]})"
+             for name, targets in sorted(graph.items()) for target in sorted(targets)
+             if layer_of(target) < layer_of(name)]
+    assert not wrong, "\n".join(wrong)

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from protoseg.errors import InputError
-from protoseg.images import SPLIT_CODES, SPLIT_NAMES, open_images
+from protoseg.images.imagefile import SPLIT_CODES, SPLIT_NAMES, open_images
 
 __all__ = ["NORMALISATIONS", "normalise", "ImageDataset", "EpochSeededSampler", "ImageDataModule"]
 

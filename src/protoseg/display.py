@@ -216,7 +216,7 @@ def display_file(path: str | Path, event: int, output: str | Path) -> Path:
         raise InputError("not an HDF5 file (expected protoseg events, images or predictions)", path) from None
     if fmt == "protoseg-events":
         from protoseg.events import open_events
-        from protoseg.images import check_hit_values
+        from protoseg.images.grid import check_hit_values
 
         events = open_events(path)
         try:
@@ -227,7 +227,7 @@ def display_file(path: str | Path, event: int, output: str | Path) -> Path:
         finally:
             getattr(events, "close", lambda: None)()
     if fmt == "protoseg-images":
-        from protoseg.images import open_images
+        from protoseg.images.imagefile import open_images
 
         images = open_images(path)
         try:
@@ -248,7 +248,7 @@ def display_file(path: str | Path, event: int, output: str | Path) -> Path:
 
 def _read_prediction(handle, event: int, path: Path):
     """Entry ``event`` of an open predictions file, checked: (adc, label or None, pred, class names, event id)."""
-    from protoseg.images import check_image_values
+    from protoseg.images.imagefile import check_image_values
 
     try:
         class_names = json.loads(_attr(handle, "class_names"))

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from protoseg.errors import InputError
-from protoseg.images import open_images
+from protoseg.images.imagefile import open_images
 from protoseg.metrics import iou, per_image_confusion, per_image_miou
 from protoseg.predictor import Predictor, batch_slices, check_classes
 

@@ -229,7 +229,7 @@ def predict_file(
 
 
 def _image_batches(path: Path, predictor: Predictor, split: str | None) -> tuple[Iterator[dict], dict]:
-    from protoseg.images import open_images
+    from protoseg.images.imagefile import open_images
 
     images = open_images(path)
     try:
@@ -261,7 +261,9 @@ def _image_batches(path: Path, predictor: Predictor, split: str | None) -> tuple
 
 def _event_batches(path: Path, predictor: Predictor, with_source: bool = False) -> tuple[Iterator[dict], dict]:
     from protoseg.events import open_events
-    from protoseg.images import BEAM_LABEL_RULES, apply_beam_label_rule, check_hit_values, event_to_image, pixel_indices
+    from protoseg.images.grid import check_hit_values, pixel_indices
+    from protoseg.images.labels import BEAM_LABEL_RULES, apply_beam_label_rule
+    from protoseg.images.pooling import event_to_image
 
     events = open_events(path)
     source_entries = None

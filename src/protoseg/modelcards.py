@@ -113,7 +113,9 @@ def model_card(
 def check_card(card: dict[str, Any], source: Path) -> None:
     """What loading and prediction read from a model card must make sense; InputError naming the file."""
     from protoseg.data import NORMALISATIONS
-    from protoseg.images import LABEL_SCHEMES, POOLINGS, check_size
+    from protoseg.images.grid import check_size
+    from protoseg.images.labels import LABEL_SCHEMES
+    from protoseg.images.pooling import POOLINGS
 
     architecture, classes = card.get("architecture"), card.get("classes")
     if not isinstance(architecture, dict) or not isinstance(classes, list) or not classes:

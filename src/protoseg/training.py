@@ -312,7 +312,7 @@ class TrainResult:
 
 def _data_info(path: Path) -> tuple[list[str], dict[str, Any]]:
     """Class names and image settings of an image file; refuses empty train / validation splits."""
-    from protoseg.images import SPLIT_NAMES, open_images
+    from protoseg.images.imagefile import SPLIT_NAMES, open_images
 
     with open_images(path) as images:
         counts = {name: int(np.count_nonzero(images.split == code)) for code, name in enumerate(SPLIT_NAMES)}
@@ -331,7 +331,8 @@ def _data_info(path: Path) -> tuple[list[str], dict[str, Any]]:
 
 def _median_weights(path: Path, num_classes: int, block: int = 64) -> list[float]:
     """Median class-frequency weights of the training split (the 2018 study's weighting)."""
-    from protoseg.images import class_balance, open_images
+    from protoseg.images.balance import class_balance
+    from protoseg.images.imagefile import open_images
 
     with open_images(path) as images:
         train = images.indices("train")

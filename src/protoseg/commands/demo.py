@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     from protoseg.commands.evaluate import iou_table, write_evaluation
     from protoseg.errors import InputError
-    from protoseg.images import make_image_file
+    from protoseg.images.make import make_image_file
     from protoseg.inference import predict_file
     from protoseg.loading import PRETRAINED_DIR, load_model
     from protoseg.sim.simulate import simulate_events

@@ -43,7 +43,7 @@ def write_evaluation(model, model_name: str, images: str, split: str, out: str, 
     from protoseg.display import plot_confusion, plot_event, plot_iou
     from protoseg.evaluation import evaluate
     from protoseg.fileio import atomic_folder
-    from protoseg.images import open_images
+    from protoseg.images.imagefile import open_images
     from protoseg.predictor import Predictor
 
     result = evaluate(model, images, split=split, batch_size=batch_size, device=device)

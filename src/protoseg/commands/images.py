@@ -18,7 +18,8 @@ _POOLING_HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from protoseg.images import BEAM_LABEL_RULES, LABEL_SCHEMES, POOLINGS  # light: numpy only
+    from protoseg.images.labels import BEAM_LABEL_RULES, LABEL_SCHEMES  # light: numpy only
+    from protoseg.images.pooling import POOLINGS
 
     parser.add_argument("input", nargs="+", metavar="EVENTS.h5",
                         help="events file(s) (protoseg-events); several files (e.g. the pieces of a Slurm array "
@@ -46,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from protoseg.images import class_balance, format_class_balance, make_image_file, open_images
+    from protoseg.images.balance import class_balance, format_class_balance
+    from protoseg.images.imagefile import open_images
+    from protoseg.images.make import make_image_file
 
     summary = make_image_file(
         args.input if len(args.input) > 1 else args.input[0], args.output, size=args.size, pooling=args.pooling, label_scheme=args.labels,

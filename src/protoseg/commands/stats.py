@@ -21,7 +21,8 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from protoseg.errors import InputError
-    from protoseg.images import class_balance, format_class_balance, open_images
+    from protoseg.images.balance import class_balance, format_class_balance
+    from protoseg.images.imagefile import open_images
 
     with open_images(args.input) as images:
         if images.label is None:

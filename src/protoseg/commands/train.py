@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     data = (config.get("data") or {}).get("path")
     if data:
-        from protoseg.images import validate_images_file
+        from protoseg.images.imagefile import validate_images_file
 
         # The data loader cannot name a bad file; one pass over it first turns a NaN pixel, a label
         # outside the classes or a damaged chunk into one line instead of a run that dies or learns NaN.
