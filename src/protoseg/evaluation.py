@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from protoseg.errors import InputError
 from protoseg.images.imagefile import open_images
 from protoseg.metrics import iou, per_image_confusion, per_image_miou
 from protoseg.predictor import Predictor, batch_slices, check_classes
+from protoseg.progress import progress_bar
 
 __all__ = ["Evaluation", "evaluate"]
 
@@ -78,15 +80,13 @@ def evaluate(model: torch.nn.Module, images_path: str | Path, split: str = "test
             raise InputError(f"the {split} split is empty", path)
         n_classes = len(predictor.class_names)
         confusions = np.zeros((len(index), n_classes, n_classes), dtype=np.int64)
-        for part in batch_slices(len(index), predictor.batch_size):
-            adc, label = images.read(index[part])
-            pred, _ = predictor.predict(adc)
-            label = torch.from_numpy(label.astype(np.int64))
-            confusions[part] = per_image_confusion(torch.from_numpy(pred.astype(np.int64)), label, n_classes).numpy()
-            if progress:
-                print(f"\revaluated {part.stop}/{len(index)}", end="", flush=True)
-        if progress:
-            print()
+        with progress_bar(len(index), "evaluated", enabled=progress, stream=sys.stdout, unit="image") as bar:
+            for part in batch_slices(len(index), predictor.batch_size):
+                adc, label = images.read(index[part])
+                pred, _ = predictor.predict(adc)
+                label = torch.from_numpy(label.astype(np.int64))
+                confusions[part] = per_image_confusion(torch.from_numpy(pred.astype(np.int64)), label, n_classes).numpy()
+                bar.update(part.stop - part.start)
         event_ids = images.event_id[index]
     finally:
         images.close()

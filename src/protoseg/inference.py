@@ -11,6 +11,7 @@ re-exported here (``from protoseg.inference import load_model, evaluate`` keeps 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from protoseg.evaluation import Evaluation, evaluate
 from protoseg.fileio import atomic_output, check_readable
 from protoseg.loading import PRETRAINED_DIR, load_model, shipped_models
 from protoseg.metrics import per_image_miou
+from protoseg.progress import progress_bar
 from protoseg.predictor import Predictor, batch_slices, check_classes
 from protoseg.version import __version__
 
@@ -175,7 +177,7 @@ def predict_file(
             hit_pred = hits.create_dataset("pred", (0,), np.uint8, maxshape=(None,), chunks=(65536,), compression="lzf",
                                            fletcher32=True)
             hit_offsets = [0]
-        done = 0
+        bar = outputs.enter_context(progress_bar(info["n"], "predicted", enabled=progress, stream=sys.stdout, unit="image"))
         for batch in iterator:
             pred, prob = predictor.predict(batch["adc"])
             prob16 = prob.astype(np.float16)  # what the file stores; the ROOT tree gets the same values
@@ -205,11 +207,7 @@ def predict_file(
                     out = display_dir / f"event_{int(batch['event_id'][i])}.png"
                     plot_event(batch["adc"][i], label, pred[i], predictor.class_names, out, title=f"event {int(batch['event_id'][i])}")
                     displays.append(out)
-            done += len(pred)
-            if progress:
-                print(f"\rpredicted {done}/{info['n']}", end="", flush=True)
-        if progress:
-            print()
+            bar.update(len(pred))
         hit_metrics: dict[str, float] = {}
         if hit_pred is not None:
             handle["hits"].create_dataset("offsets", data=np.asarray(hit_offsets, dtype=np.int64))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 HELP = "import LArSoft hit dumps (ROOT) into an events file"
 DESCRIPTION = (
@@ -31,21 +30,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from protoseg.importers import import_root, parse_branch_map
+    from protoseg.progress import progress_bar
 
     step_size = int(args.step_size) if str(args.step_size).isdigit() else args.step_size
 
-    show_progress = not args.quiet and sys.stderr.isatty()
+    bars: list = []  # made at the first report, when the number of entries is known
 
     def progress(done: int, total: int) -> None:
-        if show_progress:
-            print(f"\rimport-root: {done}/{total} events", end="", file=sys.stderr, flush=True)
+        if not bars:
+            bars.append(progress_bar(total, "import-root", enabled=not args.quiet, unit="event"))
+        bars[0].update(done - bars[0].n)
 
-    summary = import_root(
-        args.input, args.output, tree=args.tree, layout=args.layout, branch_map=parse_branch_map(args.map),
-        truth=not args.no_truth, step_size=step_size, progress=progress,
-    )
-    if show_progress:
-        print(file=sys.stderr)
+    try:
+        summary = import_root(
+            args.input, args.output, tree=args.tree, layout=args.layout, branch_map=parse_branch_map(args.map),
+            truth=not args.no_truth, step_size=step_size, progress=progress,
+        )
+    finally:
+        for bar in bars:
+            bar.close()
     kind = "MC with truth labels" if summary["is_mc"] else "data (no truth)"
     print(f"{summary['output']}: {summary['events']} events, {summary['hits']} collection hits, "
           f"{summary['layout']} layout from tree '{summary['tree']}', {kind}")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from protoseg.images.grid import DEFAULT_SIZE, check_hit_values, check_size
 from protoseg.images.imagefile import create_image_datasets, write_attrs
 from protoseg.images.labels import BEAM_LABEL_RULES, LABEL_SCHEMES, apply_beam_label_rule
 from protoseg.images.pooling import POOLINGS, event_to_image
+from protoseg.progress import progress_bar
 from protoseg.images.selection import (
     check_compatible_events,
     hit_class_counts,
@@ -198,12 +198,13 @@ def make_image_file(
                 h5.create_dataset("source_configs", data=[json.dumps(e.config, sort_keys=True) for e in files], dtype=strings)
                 h5.create_dataset("split", data=split_codes)
                 first_row = 0
-                for k, events in enumerate(files):
-                    mine = positions[file_of == k]
-                    _fill_images(events, mine, columns, adc_ds, label_ds, (height, width), pooling,
-                                 label_scheme if is_mc else None, spread_rms, drop_noise, chunk_events, progress,
-                                 beam_label_rule if relabel else "all", first_row=first_row)
-                    first_row += len(mine)
+                with progress_bar(n_images, "images", enabled=progress, unit="image") as bar:
+                    for k, events in enumerate(files):
+                        mine = positions[file_of == k]
+                        _fill_images(events, mine, columns, adc_ds, label_ds, (height, width), pooling,
+                                     label_scheme if is_mc else None, spread_rms, drop_noise, chunk_events, bar,
+                                     beam_label_rule if relabel else "all", first_row=first_row)
+                        first_row += len(mine)
     return {
         "input": str(paths[0]) if len(paths) == 1 else [str(p) for p in paths],
         "output": str(out_path),
@@ -228,8 +229,9 @@ def _relabelled_hits(events, columns, start: int, stop: int, chunk_events: int, 
 
 
 def _fill_images(events, positions, columns, adc_ds, label_ds, size, pooling, label_scheme, spread_rms,
-                 drop_noise, chunk_events, progress, beam_label_rule: str = "all", first_row: int = 0) -> None:
-    """Images of the events at ``positions`` (increasing) into rows ``first_row...`` of the datasets."""
+                 drop_noise, chunk_events, bar, beam_label_rule: str = "all", first_row: int = 0) -> None:
+    """Images of the events at ``positions`` (increasing) into rows ``first_row...`` of the datasets; ``bar``
+    (a progress bar) advances by each block written."""
     n_images = len(positions)
     if n_images == 0:
         return
@@ -241,7 +243,6 @@ def _fill_images(events, positions, columns, adc_ds, label_ds, size, pooling, la
     wanted[positions] = True
     written = first_row
     filled = 0
-    show = progress and sys.stderr.isatty()
     # Read contiguous runs of events in blocks; skip the events that were not chosen.
     start, stop = int(positions[0]), int(positions[-1]) + 1
     if beam_label_rule == "all":
@@ -260,13 +261,10 @@ def _fill_images(events, positions, columns, adc_ds, label_ds, size, pooling, la
             if label_ds is not None:
                 label_ds[written : written + filled] = label_block[:filled]
             written += filled
+            bar.update(filled)
             filled = 0
-            if show:
-                print(f"\rimages: {written - first_row}/{n_images}", end="", file=sys.stderr, flush=True)
     if filled:
         adc_ds[written : written + filled] = adc_block[:filled]
         if label_ds is not None:
             label_ds[written : written + filled] = label_block[:filled]
-        written += filled
-    if show:
-        print(f"\rimages: {written - first_row}/{n_images}", file=sys.stderr, flush=True)
+        bar.update(filled)
