@@ -232,9 +232,13 @@ def test_electron_shower_containment_and_depth_follow_the_radiation_length():
         depth.append(np.average(d.z_cm - 50.0, weights=e))
     assert np.mean(within_two_moliere) > 0.90
     assert np.mean(deposited) == pytest.approx(energy_mev, rel=0.03)
-    # PDG longitudinal Gamma profile: t_max = ln(E/Ec) − 0.5, mean depth t_max + 1/b with b ≈ 0.5
-    t_max = np.log(energy_mev / ARGON.critical_energy_mev) - 0.5
-    assert np.mean(depth) == pytest.approx((t_max + 2.0) * ARGON.radiation_length_cm, rel=0.15)
+    # GFlash's average longitudinal profile (Grindhammer & Peters): mean depth ⟨t⟩ = α/β = 4.57 X0 at
+    # 1 GeV in argon (the PDG's rough b ≈ 0.5 rule, t_max + 2 = 4.92 X0, sits 8% deeper); 12 showers
+    # scatter by ≈ 0.3 X0 (7%) around their mean
+    from protoseg.sim import gflash
+
+    _, alpha, beta = gflash.longitudinal_parameters(energy_mev)
+    assert np.mean(depth) == pytest.approx(alpha / beta * ARGON.radiation_length_cm, rel=0.15)
 
 
 def test_michel_spectrum_ends_at_52_8_mev():
@@ -263,13 +267,15 @@ def test_stopping_mu_plus_gives_a_michel_positron_and_mu_minus_is_mostly_capture
 
 
 def test_photon_cross_sections_have_their_known_limits():
-    # pair production tends to 7/(9 X0); Compton on free electrons to the Thomson cross section
+    # pair production (XCOM) tends to 7/(9 X0) within 1%; Klein–Nishina on free electrons to the
+    # Thomson cross section, and XCOM's Compton to Klein–Nishina at 1 MeV (binding negligible there)
     from protoseg.sim import showers
 
-    assert showers.pair_per_cm(1e5) == pytest.approx(7.0 / 9.0 / ARGON.radiation_length_cm, rel=1e-6)
+    assert showers.pair_per_cm(1e5) == pytest.approx(7.0 / 9.0 / ARGON.radiation_length_cm, rel=0.01)
     assert showers.pair_per_cm(1.0) == 0.0
     thomson = 8.0 * np.pi / 3.0 * (2.8179403262e-13) ** 2 * ARGON.density_g_per_cm3 * 6.02214076e23 * ARGON.z_over_a
-    assert showers.compton_per_cm(1e-4) == pytest.approx(thomson, rel=0.01)
+    assert showers.klein_nishina_per_cm(1e-4) == pytest.approx(thomson, rel=0.01)
+    assert showers.compton_per_cm(1.0) == pytest.approx(showers.klein_nishina_per_cm(1.0), rel=0.005)
 
 
 def test_same_seed_same_event_and_descendants_keep_their_origin():
