@@ -4,7 +4,7 @@
     python benchmarks/run_all.py --quick    # under 1 min: a smoke test, not numbers to quote
 
 Measures simulation (events/s on one core and on all cores), images (events/s, one core, max
-pooling), training (images/s of the shipped ``default`` recipe, configs/default.yaml, on 320×320 with
+pooling), training (images/s of the shipped ``default`` recipe, configs/default-stage1.yaml (its from-scratch stage), on 320×320 with
 synthetic event-like images, through Lightning), evaluation (images/s through ``Predictor``), and
 inference of the shipped ``default`` network on one 320×320 image in PyTorch and in ONNX Runtime
 (ms per image; the ONNX file is made by ``protoseg export`` in a temporary folder). Every measurement
@@ -87,7 +87,7 @@ def child_train(warmup: int, steps: int, eval_images: int, folder: str) -> dict:
     import bench_train_eval
 
     result_path = Path(folder) / "train.json"
-    sys.argv = ["bench_train_eval.py", "--config", str(ROOT / "configs" / "default.yaml"), "--synthetic",
+    sys.argv = ["bench_train_eval.py", "--config", str(ROOT / "configs" / "default-stage1.yaml"), "--synthetic",
                 "--size", str(SIZE), str(SIZE), "--eval-size", str(SIZE), str(SIZE), "--warmup", str(warmup),
                 "--steps", str(steps), "--eval-images", str(eval_images), "--json", str(result_path)]
     bench_train_eval.main()

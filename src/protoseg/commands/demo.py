@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model == "default" and not (PRETRAINED_DIR / "default.safetensors").is_file():
         raise InputError(
             "the shipped model 'default' is not in this installation (no protoseg/pretrained/default.safetensors); "
-            "the demo needs it: train one (protoseg train --config configs/default.yaml) and run the demo with --model RUN"
+            "the demo needs it: train one (protoseg train --config configs/default-stage1.yaml) and run the demo with --model RUN"
         )
     model = load_model(args.model)  # before minutes of simulation: a bad model fails now
     image = model.card.get("input", {}).get("image", {})
