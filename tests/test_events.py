@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from protoseg import events as ev
+from protoseg.events import writer as ev_writer
 from protoseg.errors import InputError
 from protoseg.events import Event, EventsWriter, open_events, validate_events_file
 from protoseg.sim.truth import PARTICLE_COLUMNS
@@ -78,7 +79,7 @@ def write(path, events, is_mc=True, config=None):
 
 @pytest.mark.parametrize("flush_hits", [1, 100, 1 << 21])
 def test_round_trip_bit_for_bit(tmp_path, mc_events, monkeypatch, flush_hits):
-    monkeypatch.setattr(ev, "_FLUSH_HITS", flush_hits)  # block boundaries inside, between and after events
+    monkeypatch.setattr(ev_writer, "_FLUSH_HITS", flush_hits)  # block boundaries inside, between and after events
     path = tmp_path / "events.h5"
     write(path, mc_events)
     with open_events(path) as f:
