@@ -122,6 +122,21 @@ def test_layout_matches_design(tmp_path, mc_events):
         assert json.loads(h5.attrs["config"])["momentum_gev"] == 7.0
 
 
+def test_read_hit_block_reads_the_rows_of_consecutive_events(tmp_path, mc_events):
+    path = tmp_path / "events.h5"
+    write(path, mc_events)
+    with open_events(path) as f:
+        assert f.has_particles
+        block = f.read_hit_block(("label", "wire"), 1, 4)  # events 101 (no hits), 102, 103
+        for name in ("label", "wire"):
+            assert np.array_equal(block[name], np.concatenate([e.hits[name] for e in mc_events[1:4]]))
+        assert len(f.read_hit_block(("wire",), 2, 2)["wire"]) == 0
+        with pytest.raises(IndexError):
+            f.read_hit_block(("wire",), 3, 6)
+        with pytest.raises(InputError, match="no hit column"):
+            f.read_hit_block(("charge",), 0, 1)
+
+
 def test_data_file_has_no_truth(tmp_path):
     rng = np.random.default_rng(3)
     data = [make_event(rng, k, 50, is_mc=False) for k in range(3)]
@@ -131,7 +146,7 @@ def test_data_file_has_no_truth(tmp_path):
         assert not f.is_mc
         event = f.read(1)
         assert set(event.hits) == set(ev.HIT_DTYPES)
-        assert event.particles is None
+        assert event.particles is None and not f.has_particles
         assert_events_equal(data[1], event)
     with h5py.File(path) as h5:
         assert "particles" not in h5 and "beam_pdg" not in h5["events"]

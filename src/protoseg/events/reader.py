@@ -112,6 +112,11 @@ class EventsFile:
     def n_hits(self) -> int:
         return int(self._hit_offsets[-1])
 
+    @property
+    def has_particles(self) -> bool:
+        """Whether the file holds the particle table (/particles; MC files)."""
+        return self._particle_offsets is not None
+
     def _check_index(self, i: int) -> int:
         n = len(self)
         if not -n <= i < n:
@@ -122,12 +127,20 @@ class EventsFile:
     def read_hit_columns(self, i: int, names: tuple[str, ...] | list[str] = ("wire", "tick", "integral")) -> dict[str, np.ndarray]:
         """The named hit columns of event ``i`` (only its rows are read)."""
         i = self._check_index(i)
-        lo, hi = int(self._hit_offsets[i]), int(self._hit_offsets[i + 1])
+        return self.read_hit_block(names, i, i + 1)
+
+    def read_hit_block(self, names: tuple[str, ...] | list[str], start: int, stop: int) -> dict[str, np.ndarray]:
+        """The named hit columns of events ``start..stop-1`` in one read: rows ``hit_offsets[start]:hit_offsets[stop]``.
+
+        Event ``i`` owns the rows ``hit_offsets[i] - hit_offsets[start]`` up to ``hit_offsets[i + 1] - hit_offsets[start]``.
+        """
+        if not 0 <= start <= stop <= len(self):
+            raise IndexError(f"events {start}..{stop - 1} out of range for {len(self)} events in {self.path}")
         hits = self._h5["hits"]
         missing = [n for n in names if n not in hits]
         if missing:
             raise InputError(f"events file has no hit column(s) {', '.join(missing)}", self.path)
-        return self._read_rows(hits, names, lo, hi)
+        return self._read_rows(hits, names, int(self._hit_offsets[start]), int(self._hit_offsets[stop]))
 
     def _read_rows(self, group, names, lo: int, hi: int) -> dict[str, np.ndarray]:
         """Rows lo:hi of the named datasets; a damaged chunk (checksum, decompression) is an InputError."""
