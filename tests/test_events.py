@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from protoseg import events as ev
+from protoseg.events import writer as ev_writer
 from protoseg.errors import InputError
 from protoseg.events import Event, EventsWriter, open_events, validate_events_file
 from protoseg.sim.truth import PARTICLE_COLUMNS
@@ -78,7 +79,7 @@ def write(path, events, is_mc=True, config=None):
 
 @pytest.mark.parametrize("flush_hits", [1, 100, 1 << 21])
 def test_round_trip_bit_for_bit(tmp_path, mc_events, monkeypatch, flush_hits):
-    monkeypatch.setattr(ev, "_FLUSH_HITS", flush_hits)  # block boundaries inside, between and after events
+    monkeypatch.setattr(ev_writer, "_FLUSH_HITS", flush_hits)  # block boundaries inside, between and after events
     path = tmp_path / "events.h5"
     write(path, mc_events)
     with open_events(path) as f:
@@ -121,6 +122,21 @@ def test_layout_matches_design(tmp_path, mc_events):
         assert json.loads(h5.attrs["config"])["momentum_gev"] == 7.0
 
 
+def test_read_hit_block_reads_the_rows_of_consecutive_events(tmp_path, mc_events):
+    path = tmp_path / "events.h5"
+    write(path, mc_events)
+    with open_events(path) as f:
+        assert f.has_particles
+        block = f.read_hit_block(("label", "wire"), 1, 4)  # events 101 (no hits), 102, 103
+        for name in ("label", "wire"):
+            assert np.array_equal(block[name], np.concatenate([e.hits[name] for e in mc_events[1:4]]))
+        assert len(f.read_hit_block(("wire",), 2, 2)["wire"]) == 0
+        with pytest.raises(IndexError):
+            f.read_hit_block(("wire",), 3, 6)
+        with pytest.raises(InputError, match="no hit column"):
+            f.read_hit_block(("charge",), 0, 1)
+
+
 def test_data_file_has_no_truth(tmp_path):
     rng = np.random.default_rng(3)
     data = [make_event(rng, k, 50, is_mc=False) for k in range(3)]
@@ -130,7 +146,7 @@ def test_data_file_has_no_truth(tmp_path):
         assert not f.is_mc
         event = f.read(1)
         assert set(event.hits) == set(ev.HIT_DTYPES)
-        assert event.particles is None
+        assert event.particles is None and not f.has_particles
         assert_events_equal(data[1], event)
     with h5py.File(path) as h5:
         assert "particles" not in h5 and "beam_pdg" not in h5["events"]

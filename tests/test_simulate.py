@@ -30,10 +30,12 @@ def _read_all(path):
     return out, attrs
 
 
-def test_same_seed_same_file_with_one_or_two_workers(tmp_path):
+def test_same_seed_same_file_with_one_or_two_workers(tmp_path, capsys):
     one, two = tmp_path / "one.h5", tmp_path / "two.h5"
     simulate_events(one, 3, seed=11, config=GUN_WITH_COSMICS, workers=1)
-    simulate_events(two, 3, seed=11, config=GUN_WITH_COSMICS, workers=2)
+    assert capsys.readouterr().err == ""  # progress is off unless asked
+    simulate_events(two, 3, seed=11, config=GUN_WITH_COSMICS, workers=2, progress=True)
+    assert capsys.readouterr().err == "simulate: 1/3\nsimulate: 2/3\nsimulate: 3/3\n"  # a log: a line per step
     data_one, attrs_one = _read_all(one)
     data_two, attrs_two = _read_all(two)
     assert attrs_one == attrs_two

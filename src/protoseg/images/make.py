@@ -115,7 +115,7 @@ def make_image_file(
                 "pdg" not in events.hit_columns or (truth_columns is not None and "pdg" not in truth_columns)
             ):
                 raise InputError("species labels need the per-hit truth pdg, which this events file does not record", events.path)
-            if relabel and ("track_id" not in events.hit_columns or events._particle_offsets is None
+            if relabel and ("track_id" not in events.hit_columns or not events.has_particles
                             or (truth_columns is not None and "track_id" not in truth_columns)):
                 raise InputError(
                     f"the {beam_label_rule} beam label rule needs per-hit track ids and the particle table, "

@@ -52,11 +52,10 @@ def hit_class_counts(events, chunk_events: int = 256) -> tuple[np.ndarray, np.nd
     n_beam = np.zeros(n_events, dtype=np.int64)
     n_not_beam = np.zeros(n_events, dtype=np.int64)
     offsets = events.hit_offsets
-    dataset = events._h5["hits/label"]
     for start in range(0, n_events, chunk_events):
         stop = min(n_events, start + chunk_events)
-        lo, hi = int(offsets[start]), int(offsets[stop])
-        label = dataset[lo:hi]
+        lo = int(offsets[start])
+        label = events.read_hit_block(("label",), start, stop)["label"]
         starts = offsets[start:stop] - lo
         counts = np.diff(offsets[start : stop + 1])
         has_hits = counts > 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import multiprocessing
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 
 from protoseg.detector import GEOMETRY, READOUT
 from protoseg.errors import InputError
+from protoseg.progress import progress_bar
 from protoseg.sim.drift import DriftConfig, drift_deposits, validate_drift_config
 from protoseg.sim.generator import SourceConfig, TransportConfig, generate_truth, validate_config
 from protoseg.sim.hitfinding import (
@@ -239,27 +239,6 @@ def _simulate_in_worker(index: int):
     return _WORKER_SIMULATOR.simulate(index)
 
 
-class _Progress:
-    """One status line on stderr: redrawn in place on a terminal, every ~5% otherwise."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled = total, enabled
-        self.start = time.perf_counter()
-        self.tty = enabled and sys.stderr.isatty()
-        self.every = 1 if self.tty else max(1, total // 20)
-
-    def update(self, done: int, n_hits: int) -> None:
-        if not self.enabled or (done % self.every and done != self.total):
-            return
-        elapsed = time.perf_counter() - self.start
-        line = f"simulate: {done}/{self.total} events, {elapsed / done:.2f} s/event, {n_hits} hits"
-        if self.tty:
-            sys.stderr.write("\r" + line + ("\n" if done == self.total else ""))
-        else:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-
-
 def simulate_events(
     path: str | Path,
     n_events: int,
@@ -295,9 +274,9 @@ def simulate_events(
         np.random.SeedSequence(int(seed), spawn_key=(0,)), config.readout, READOUT.n_wires
     )
     record = resolved_config(config, seed=seed, n_events=n_events, status=status, first_event=first_event)
-    bar = _Progress(n_events, progress)
     n_hits = 0
-    with EventsWriter(path, config=record, is_mc=True, source="protoseg simulate") as writer:
+    with (EventsWriter(path, config=record, is_mc=True, source="protoseg simulate") as writer,
+          progress_bar(n_events, "simulate", enabled=progress, unit="event") as bar):
         if simulator is not None:
             events = (simulator.simulate(i) for i in indices)
             pool = None
@@ -306,10 +285,11 @@ def simulate_events(
             pool = context.Pool(min(workers, n_events), initializer=_init_worker, initargs=(config, int(seed)))
             events = pool.imap(_simulate_in_worker, indices, chunksize=1)
         try:
-            for done, event in enumerate(events, start=1):
+            for event in events:
                 writer.append(event)
                 n_hits += event.n_hits
-                bar.update(done, n_hits)
+                bar.set_postfix_str(f"{n_hits} hits", refresh=False)  # on a terminal; a log gets "simulate: done/total"
+                bar.update(1)
         finally:
             if pool is not None:
                 pool.terminate()
