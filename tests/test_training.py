@@ -232,6 +232,15 @@ def test_init_from_copies_the_weights_of_the_same_network_only(tmp_path, two_epo
     other = SegmentationModule(tiny_config(data, tmp_path / "c", "model.growth_rate=6"), ["background", "beam", "not-beam"])
     with pytest.raises(InputError, match="init_from: its network"):
         _initialise_from(other, str(result.weights))
-    classes = SegmentationModule(tiny_config(data, tmp_path / "d"), ["background", "beam"])
-    with pytest.raises(InputError):
-        _initialise_from(classes, str(result.weights))
+    # other classes (species from a beam3 model): the body is copied, the classifier keeps its fresh values
+    species = SegmentationModule(tiny_config(data, tmp_path / "d"), ["background", "not-beam", "beam pi+-", "beam p"])
+    fresh_classifier = species.model.classifier.weight.detach().clone()
+    assert _initialise_from(species, str(result.weights)) is False
+    body = {k: v for k, v in shipped.items() if not k.startswith("classifier.")}
+    assert body and all(torch.equal(species.model.state_dict()[k], v) for k, v in body.items())
+    assert torch.equal(species.model.classifier.weight, fresh_classifier)
+    assert species.model.classifier.weight.shape[0] == 4
+    # class 0 must be the same class (empty pixels are predicted class 0)
+    other_first = SegmentationModule(tiny_config(data, tmp_path / "e"), ["beam", "background", "not-beam"])
+    with pytest.raises(InputError, match="class 0 must be the same"):
+        _initialise_from(other_first, str(result.weights))

@@ -355,14 +355,21 @@ def _check_resumable(checkpoint_path: Path, config: dict[str, Any], class_names:
         raise InputError(f"cannot resume: trained with model {saved['config']['model']}, asked for {config['model']}; choose a new --out", checkpoint_path)
 
 
-def _initialise_from(module: SegmentationModule, source: str) -> None:
-    """Copy the weights of ``source`` (any ``load_model`` input) into ``module``: same network and classes only."""
+def _initialise_from(module: SegmentationModule, source: str) -> bool:
+    """Copy the weights of ``source`` (any ``load_model`` input) into ``module``; the same network only.
+
+    Same classes: every weight is copied. Other classes (e.g. the species scheme from a beam3 model):
+    the network body is copied and the 1x1 classifier, whose shape depends on the classes, starts
+    from its fresh initialisation: the body's features (tracks, showers, where the beam enters) serve
+    any label scheme. Returns True when the classifier was copied too.
+    """
     from protoseg.loading import load_model
 
     def network(architecture: dict[str, Any]) -> dict[str, Any]:
-        # memory_efficient picks a training path, not a different network
+        # memory_efficient picks a training path, not a different network; the classes are checked below
         plain = json.loads(json.dumps(architecture))
         plain.get("options", {}).pop("memory_efficient", None)
+        plain.pop("num_classes", None)
         return plain
 
     trained = load_model(source)
@@ -370,9 +377,20 @@ def _initialise_from(module: SegmentationModule, source: str) -> None:
     mine = network(architecture_of(module.config, module.num_classes, module.model))
     if network(card.get("architecture", {})) != mine:
         raise InputError(f"init_from: its network {network(card.get('architecture', {}))} is not the one configured ({mine})", source)
-    if list(card.get("classes", [])) != module.class_names:
-        raise InputError(f"init_from: it predicts {card.get('classes')}, the data has {module.class_names}", source)
-    module.model.load_state_dict(trained.state_dict())
+    theirs = list(card.get("classes", []))
+    if theirs == module.class_names:
+        module.model.load_state_dict(trained.state_dict())
+        return True
+    if not theirs or theirs[0] != module.class_names[0]:
+        raise InputError(f"init_from: it predicts {theirs or 'unknown classes'}, the data has {module.class_names}: "
+                         f"only the classifier may differ, and class 0 must be the same", source)
+    body = {name: value for name, value in trained.state_dict().items() if not name.startswith("classifier.")}
+    missing, unexpected = module.model.load_state_dict(body, strict=False)
+    if unexpected or any(not name.startswith("classifier.") for name in missing):
+        raise InputError(f"init_from: its weights do not fit the configured network ({(unexpected or missing)[0]})", source)
+    print(f"init_from {source}: it predicts {theirs}, the data has {module.class_names}; "
+          "network body copied, classifier trained from scratch", flush=True)
+    return False
 
 
 def _build_trainer(config: dict[str, Any], run_dir: Path, callbacks: list, resumed: bool) -> pl.Trainer:
@@ -458,8 +476,9 @@ def train(config: dict[str, Any], resume: bool = True) -> TrainResult:
     if config["init_from"]:
         data_info["initialised_from"] = str(config["init_from"])
     module = SegmentationModule(config, class_names, data_info)
-    if config["init_from"] and resume_from is None:
-        _initialise_from(module, config["init_from"])
+    if config["init_from"] and resume_from is None and not _initialise_from(module, config["init_from"]):
+        data_info["initialised_from"] += " (network body; classifier trained from scratch for these classes)"
+        module.hparams["data_info"]["initialised_from"] = data_info["initialised_from"]
     datamodule = ImageDataModule(
         str(data_path),
         batch_size=data_cfg["batch_size"],
