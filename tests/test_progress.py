@@ -34,3 +34,28 @@ def test_work_that_fails_at_once_leaves_no_progress_line_and_disabled_bars_are_s
     with progress_bar(6, "evaluated", stream=log, enabled=False) as bar:
         bar.update(6)
     assert log.getvalue() == ""
+
+
+def test_a_pseudo_terminal_without_a_width_gets_log_lines_and_one_with_a_width_gets_a_bar():
+    import fcntl
+    import os
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    try:
+        with os.fdopen(slave, "w", closefd=False) as tty:
+            # a fresh pty has no window size: 0 columns, where tqdm would draw nothing
+            with progress_bar(2, "simulate", stream=tty) as bar:
+                bar.update(2)
+            tty.flush()
+            assert os.read(master, 4096).decode().replace("\r\n", "\n") == "simulate: 2/2\n"
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+            with progress_bar(2, "simulate", stream=tty) as bar:
+                bar.update(2)
+            tty.flush()
+            drawn = os.read(master, 4096).decode()
+            assert "\r" in drawn and "100%" in drawn and "2/2" in drawn
+    finally:
+        os.close(master)
+        os.close(slave)

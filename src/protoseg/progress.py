@@ -6,6 +6,7 @@ its own, at most about one per ``100 / LOG_LINES`` % of the work, and the last s
 """
 from __future__ import annotations
 
+import os
 import sys
 from typing import IO
 
@@ -35,10 +36,16 @@ class _LineWriter:
 
 
 def _is_terminal(stream: IO[str]) -> bool:
-    isatty = getattr(stream, "isatty", None)
+    """A terminal that can show a bar: a tty whose width is known and not 0.
+
+    A pseudo-terminal without a window size (``ssh -T``-like wrappers, some batch systems, CI runners)
+    says it is a tty but reports 0 columns; tqdm then draws nothing at all, so it gets log lines.
+    """
     try:
-        return bool(isatty and isatty())
-    except ValueError:  # a closed stream
+        if not stream.isatty():
+            return False
+        return os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, ValueError, OSError):  # no isatty/fileno, a closed stream, not a real descriptor
         return False
 
 
