@@ -35,6 +35,7 @@ from protoseg.images.labels import (
     LABEL_SCHEMES,
     apply_beam_label_rule,
     credited_particle_rows,
+    particle_rows,
     hit_labels,
 )
 from protoseg.images.make import make_image_file
@@ -48,6 +49,7 @@ __all__ = [
     "POOLINGS",
     "BEAM_LABEL_RULES",
     "credited_particle_rows",
+    "particle_rows",
     "apply_beam_label_rule",
     "SPLIT_NAMES",
     "pixel_indices",

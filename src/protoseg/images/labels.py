@@ -30,7 +30,7 @@ import numpy as np
 
 from protoseg.errors import InputError
 
-__all__ = ["LABEL_SCHEMES", "CLASS_RANK", "BEAM_LABEL_RULES", "EM_PROCESSES", "hit_labels", "credited_particle_rows",
+__all__ = ["LABEL_SCHEMES", "CLASS_RANK", "BEAM_LABEL_RULES", "EM_PROCESSES", "hit_labels", "particle_rows", "credited_particle_rows",
            "apply_beam_label_rule"]
 
 LABEL_SCHEMES: dict[str, list[str]] = {
@@ -77,7 +77,7 @@ def hit_labels(hits: dict[str, np.ndarray], label_scheme: str = "beam3") -> np.n
     return np.where(label == 1, species, np.where(label == 2, np.uint8(1), np.uint8(0))).astype(np.uint8)
 
 
-def _particle_rows(track_id: np.ndarray, particles: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def particle_rows(track_id: np.ndarray, particles: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Row of each ``track_id`` in the particle table (int64) and whether it was found there."""
     table_ids = np.asarray(particles["track_id"], dtype=np.int64)
     order = np.argsort(table_ids, kind="stable")
@@ -97,7 +97,7 @@ def credited_particle_rows(particles: dict[str, np.ndarray]) -> np.ndarray:
     is climbed for all particles at once, one generation per step (no loop over particles).
     """
     n = len(particles["track_id"])
-    parent_row, has_parent = _particle_rows(particles["parent_id"], particles)
+    parent_row, has_parent = particle_rows(particles["parent_id"], particles)
     has_parent &= np.asarray(particles["parent_id"]) >= 0
     em_made = np.isin(np.asarray(particles["process"]).astype(str), EM_PROCESSES)
     climbs = em_made & has_parent  # a particle whose hits go to its parent
@@ -128,7 +128,7 @@ def apply_beam_label_rule(
         raise InputError("the 2018 beam label rule needs the per-hit track_id and the particle table")
     track_id = np.asarray(hits["track_id"], dtype=np.int64)
     matched = track_id >= 0
-    row, found = _particle_rows(track_id, particles)
+    row, found = particle_rows(track_id, particles)
     if not found[matched].all():
         missing = int(track_id[matched & ~found][0])
         raise InputError(f"hit truth names track {missing}, which is not in the particle table")
