@@ -22,32 +22,58 @@ import numpy as np
 from protoseg.events import open_events
 from protoseg.images import POOLINGS, event_to_image, hit_labels, pixel_indices
 
-BEAM = 1
+BEAM, NOT_BEAM = 1, 2
+COLUMNS = ["wire", "tick", "integral", "label"]  # what an oracle image needs of each event's hits (+ rms to spread)
 
 
-def ceiling(path: Path, size: int, pooling: str, min_beam_hits: int = 2000, min_notbeam_hits: int = 2000) -> dict:
+class Ceiling:
+    """The oracle counts of one pooling and square image size, accumulated event by event (``add``)."""
+
+    def __init__(self, size: int, pooling: str, spread_rms: bool = False, min_beam_hits: int = 2000,
+                 min_notbeam_hits: int = 2000) -> None:
+        self.size, self.pooling, self.spread_rms = size, pooling, bool(spread_rms)
+        self.min_beam_hits, self.min_notbeam_hits = min_beam_hits, min_notbeam_hits
+        self.counts = {"all": np.zeros(3, np.int64), "selected": np.zeros(3, np.int64)}  # beam hits, tagged, both
+        self.n_events = self.n_selected = 0
+
+    def add(self, hits: dict[str, np.ndarray]) -> tuple[np.ndarray, bool]:
+        """Count one event; returns its truth label image and whether it passes the selection.
+
+        Every hit is tagged with the truth class of the pixel that holds its peak, as ``protoseg predict``
+        maps pixels back to hits (with ``spread_rms`` too: the image spreads the charge, the hit keeps its pixel).
+        """
+        size = (self.size, self.size)
+        truth = hit_labels(hits, "beam3")
+        _, label_image = event_to_image(hits, size, pooling=self.pooling, label_scheme="beam3", spread_rms=self.spread_rms)
+        rows, cols = pixel_indices(np.asarray(hits["tick"]), np.asarray(hits["wire"]), size)
+        tagged = label_image[rows, cols] == BEAM
+        is_beam = truth == BEAM
+        numbers = np.array([is_beam.sum(), tagged.sum(), (is_beam & tagged).sum()], np.int64)
+        selected = bool(numbers[0] >= self.min_beam_hits and (truth == NOT_BEAM).sum() >= self.min_notbeam_hits)
+        self.n_events += 1
+        self.counts["all"] += numbers
+        if selected:
+            self.counts["selected"] += numbers
+            self.n_selected += 1
+        return label_image, selected
+
+    def result(self) -> dict:
+        out = {"size": self.size, "pooling": self.pooling, "spread_rms": self.spread_rms, "events": self.n_events,
+               "selected_events": self.n_selected}
+        for key, (beam, tagged, both) in self.counts.items():
+            out[f"efficiency_{key}"] = round(float(both / beam), 4) if beam else None
+            out[f"purity_{key}"] = round(float(both / tagged), 4) if tagged else None
+        return out
+
+
+def ceiling(path: Path, size: int, pooling: str, min_beam_hits: int = 2000, min_notbeam_hits: int = 2000,
+            spread_rms: bool = False) -> dict:
     """Oracle hit-level beam efficiency and purity for one pooling and square image size."""
-    counts = {"all": np.zeros(3, np.int64), "selected": np.zeros(3, np.int64)}  # beam hits, tagged, both
-    n_selected = 0
+    oracle = Ceiling(size, pooling, spread_rms, min_beam_hits, min_notbeam_hits)
     with open_events(path) as events:
-        n_events = len(events)
-        for i in range(n_events):
-            hits = events.read(i).hits
-            truth = hit_labels(hits, "beam3")
-            _, label_image = event_to_image(hits, (size, size), pooling=pooling, label_scheme="beam3")
-            rows, cols = pixel_indices(np.asarray(hits["tick"]), np.asarray(hits["wire"]), (size, size))
-            tagged = label_image[rows, cols] == BEAM
-            is_beam = truth == BEAM
-            numbers = np.array([is_beam.sum(), tagged.sum(), (is_beam & tagged).sum()])
-            counts["all"] += numbers
-            if is_beam.sum() >= min_beam_hits and (truth == 2).sum() >= min_notbeam_hits:
-                counts["selected"] += numbers
-                n_selected += 1
-    out = {"size": size, "pooling": pooling, "events": n_events, "selected_events": n_selected}
-    for key, (beam, tagged, both) in counts.items():
-        out[f"efficiency_{key}"] = round(float(both / beam), 4) if beam else None
-        out[f"purity_{key}"] = round(float(both / tagged), 4) if tagged else None
-    return out
+        for _, hits in events.iter_hit_columns(COLUMNS + ["rms"] * bool(spread_rms)):
+            oracle.add(hits)
+    return oracle.result()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,12 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("events", help="events file with truth")
     parser.add_argument("--sizes", type=int, nargs="+", default=[320, 640])
     parser.add_argument("--poolings", nargs="+", default=["max", "beam-priority", "charge-majority"], choices=POOLINGS)
+    parser.add_argument("--spread-rms", action="store_true", help="images made as `protoseg images --spread-rms` makes them")
     parser.add_argument("--results", default=str(Path(__file__).parent / "results" / "hit_ceiling.json"))
     args = parser.parse_args(argv)
     rows = []
     for size in args.sizes:
         for pooling in args.poolings:
-            row = ceiling(Path(args.events), size, pooling)
+            row = ceiling(Path(args.events), size, pooling, spread_rms=args.spread_rms)
             rows.append(row)
             print(json.dumps(row), flush=True)
     Path(args.results).write_text(json.dumps({"events_file": str(args.events), "rows": rows}, indent=1) + "\n")
