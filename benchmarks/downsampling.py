@@ -224,7 +224,9 @@ def score_variant(name: str, run: Path, args: argparse.Namespace) -> dict:
         metrics = json.loads(handle.attrs["hit_metrics"])
         n_events = int(handle["event_id"].shape[0])
     card = json.loads((run / "model.json").read_text())
-    return {"hit_beam_efficiency": round(metrics["beam_efficiency"], 4), "hit_beam_purity": round(metrics["beam_purity"], 4),
+    # a model that tags no hit beam has no purity (predict writes NaN, which is not JSON): None
+    purity = round(metrics["beam_purity"], 4) if metrics.get("tagged_beam_hits", 0) > 0 else None
+    return {"hit_beam_efficiency": round(metrics["beam_efficiency"], 4), "hit_beam_purity": purity,
             "beam_hits": metrics["beam_hits"], "heldout_events": n_events, "predict_s": round(seconds, 1),
             "trained_on": card.get("trained_on", {}), "validation": card.get("metrics", {}).get("validation", {})}
 
@@ -267,6 +269,8 @@ def plot(results: dict, path: Path) -> None:
         ax.scatter([], [], color="grey", marker=markers[k % len(markers)], label=f"oracle {size}×{size}")
     trained = results.get("trained", {}).get("variants", {})
     for name, entry in trained.items():
+        if entry["hit_beam_purity"] is None:
+            continue
         ax.scatter(entry["hit_beam_purity"], entry["hit_beam_efficiency"], color=colours.get(name, "k"), marker="x", s=60)
     if trained:
         ax.scatter([], [], color="grey", marker="x", label=f"trained model {results['trained']['size']}")

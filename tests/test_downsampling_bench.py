@@ -135,7 +135,12 @@ def test_models_trains_and_scores_one_model_per_pooling(tmp_path):
     assert out["kept"] == 1  # the no-training part's results stay
     entry = out["trained"]["variants"]["max+spread-rms"]
     assert entry["beam_hits"] == 2 * 14 and entry["heldout_events"] == 2
-    assert 0.0 <= entry["hit_beam_efficiency"] <= 1.0 and 0.0 <= entry["hit_beam_purity"] <= 1.0
+    # a 2 CPU-s tiny model may tag no hit beam (how many steps it gets depends on the machine): then no purity
+    assert 0.0 <= entry["hit_beam_efficiency"] <= 1.0
+    if entry["hit_beam_purity"] is None:
+        assert entry["hit_beam_efficiency"] == 0.0
+    else:
+        assert 0.0 <= entry["hit_beam_purity"] <= 1.0
     assert entry["trained_on"]["cpu_time_s"] > 0
     # the model was trained on, and predict made, 64×64 images spread by rms
     card = json.loads((tmp_path / "runs" / "max+spread-rms" / "model.json").read_text())
