@@ -36,6 +36,17 @@ def test_work_that_fails_at_once_leaves_no_progress_line_and_disabled_bars_are_s
     assert log.getvalue() == ""
 
 
+def _drain(fd: int) -> str:
+    """Everything written to the pty so far (a pty hands it over in pieces)."""
+    import os
+    import select
+
+    out = b""
+    while select.select([fd], [], [], 0.5)[0]:
+        out += os.read(fd, 4096)
+    return out.decode()
+
+
 def test_a_pseudo_terminal_without_a_width_gets_log_lines_and_one_with_a_width_gets_a_bar():
     import fcntl
     import os
@@ -49,12 +60,12 @@ def test_a_pseudo_terminal_without_a_width_gets_log_lines_and_one_with_a_width_g
             with progress_bar(2, "simulate", stream=tty) as bar:
                 bar.update(2)
             tty.flush()
-            assert os.read(master, 4096).decode().replace("\r\n", "\n") == "simulate: 2/2\n"
+            assert _drain(master).replace("\r\n", "\n") == "simulate: 2/2\n"
             fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
             with progress_bar(2, "simulate", stream=tty) as bar:
                 bar.update(2)
             tty.flush()
-            drawn = os.read(master, 4096).decode()
+            drawn = _drain(master)
             assert "\r" in drawn and "100%" in drawn and "2/2" in drawn
     finally:
         os.close(master)
