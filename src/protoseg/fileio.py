@@ -10,7 +10,7 @@ from pathlib import Path
 
 from protoseg.errors import InputError
 
-__all__ = ["atomic_output", "atomic_folder", "check_readable", "open_h5_checked"]
+__all__ = ["atomic_output", "atomic_folder", "check_readable", "open_h5_checked", "closed_if_corrupt"]
 
 
 @contextlib.contextmanager
@@ -122,3 +122,23 @@ def open_h5_checked(path: str | Path, expected_format: str, supported_versions: 
             path,
         )
     return handle
+
+
+# What reading a protoseg file's index raises when the file is incomplete or corrupt, besides InputError.
+CORRUPT_READ_ERRORS = (KeyError, OSError, ValueError, TypeError, IndexError, AttributeError, RuntimeError)
+
+
+@contextlib.contextmanager
+def closed_if_corrupt(handle, path: str | Path, what: str) -> Iterator[None]:
+    """Around the first reads of an opened file: on failure close ``handle`` and raise one InputError line.
+
+    ``what`` names the file kind ("events file", "image file"); InputErrors pass through unchanged.
+    """
+    try:
+        yield
+    except InputError:
+        handle.close()
+        raise
+    except CORRUPT_READ_ERRORS as exc:
+        handle.close()
+        raise InputError(f"{what} is incomplete or corrupt ({exc.__class__.__name__}: {exc})", path) from None

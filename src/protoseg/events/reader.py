@@ -15,7 +15,7 @@ from protoseg.events.format import (
     EVENT_DTYPES, FORMAT, HIT_DTYPES, MC_EVENT_DTYPES, PARTICLE_COLUMNS, SOURCE_EVENT_DTYPES, SOURCE_HIT_DTYPES,
     TRUTH_HIT_DTYPES, VERSION, Event,
 )
-from protoseg.fileio import open_h5_checked
+from protoseg.fileio import closed_if_corrupt, open_h5_checked
 
 
 def _as_str(value: Any) -> str:
@@ -28,14 +28,8 @@ class EventsFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._h5 = open_h5_checked(self.path, FORMAT, (VERSION,))
-        try:
+        with closed_if_corrupt(self._h5, self.path, "events file"):
             self._load_index()
-        except InputError:
-            self._h5.close()
-            raise
-        except (KeyError, OSError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as exc:
-            self._h5.close()
-            raise InputError(f"events file is incomplete or corrupt ({exc.__class__.__name__}: {exc})", self.path) from None
 
     def _load_index(self) -> None:
         h5 = self._h5

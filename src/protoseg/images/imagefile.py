@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from protoseg.errors import InputError
-from protoseg.fileio import atomic_output, open_h5_checked
+from protoseg.fileio import atomic_output, closed_if_corrupt, open_h5_checked
 from protoseg.images.labels import LABEL_SCHEMES
 from protoseg.version import __version__
 
@@ -154,14 +154,8 @@ class ImageFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._h5 = open_h5_checked(self.path, FORMAT, (VERSION,))
-        try:
+        with closed_if_corrupt(self._h5, self.path, "image file"):
             self._load()
-        except InputError:
-            self._h5.close()
-            raise
-        except (KeyError, OSError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as exc:
-            self._h5.close()
-            raise InputError(f"image file is incomplete or corrupt ({exc.__class__.__name__}: {exc})", self.path) from None
 
     def _load(self) -> None:
         h5 = self._h5
