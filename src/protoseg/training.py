@@ -366,9 +366,11 @@ def _initialise_from(module: SegmentationModule, source: str) -> bool:
     from protoseg.loading import load_model
 
     def network(architecture: dict[str, Any]) -> dict[str, Any]:
-        # memory_efficient picks a training path, not a different network; the classes are checked below
+        # memory_efficient picks a training path and norm_statistics which statistics normalise, not a
+        # different network (the same weights); the classes are checked below
         plain = json.loads(json.dumps(architecture))
         plain.get("options", {}).pop("memory_efficient", None)
+        plain.get("options", {}).pop("norm_statistics", None)
         plain.pop("num_classes", None)
         return plain
 

@@ -9,15 +9,44 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["DenseBlock", "DenseLayer", "TransitionDown", "Workspace", "run_block"]
+__all__ = ["NORM_STATISTICS", "DenseBlock", "DenseLayer", "PerImageBatchNorm2d", "TransitionDown", "Workspace", "run_block"]
+
+NORM_STATISTICS = ("running", "per_image")
+
+
+class PerImageBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d that normalises each image with its own per-channel mean and variance, in training
+    and at inference (instance normalisation with BN's affine parameters and state_dict).
+
+    Trained with batch 1, BN normalises every image with its own statistics; at inference it would
+    use running averages over roughly the last ten training images instead, a mismatch as large as
+    the images differ (their cosmic-ray count does). Jégou et al. 2017 avoided it by using batch
+    statistics at test time too. With this module the network computes at inference exactly what it
+    computed in training, whatever the batch. The running averages are still updated in training (a
+    record only, never used), so a state_dict moves freely between this and nn.BatchNorm2d.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+            momentum = 0.1 if self.momentum is None else self.momentum
+            if self.num_batches_tracked is not None:
+                self.num_batches_tracked.add_(1)
+            return F.instance_norm(x, self.running_mean, self.running_var, self.weight, self.bias, True, momentum, self.eps)
+        return F.instance_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+
+def norm_class(norm_statistics: str) -> type[nn.BatchNorm2d]:
+    """The normalisation module of ``norm_statistics`` (see NORM_STATISTICS)."""
+    return PerImageBatchNorm2d if norm_statistics == "per_image" else nn.BatchNorm2d
 
 
 class DenseLayer(nn.Module):
     """Pre-activation dense layer: BN → ReLU → 3×3 conv → dropout (ReLU → BN first for 2018)."""
 
-    def __init__(self, in_channels: int, growth_rate: int, dropout: float, relu_first: bool) -> None:
+    def __init__(self, in_channels: int, growth_rate: int, dropout: float, relu_first: bool,
+                 norm: type[nn.BatchNorm2d] = nn.BatchNorm2d) -> None:
         super().__init__()
-        self.norm = nn.BatchNorm2d(in_channels)
+        self.norm = norm(in_channels)
         self.conv = nn.Conv2d(in_channels, growth_rate, kernel_size=3, padding=1, bias=True)
         self.dropout = dropout
         self.relu_first = relu_first
@@ -42,12 +71,12 @@ class DenseBlock(nn.Module):
     """``n_layers`` dense layers; returns the input and all new maps concatenated (plain path)."""
 
     def __init__(self, in_channels: int, growth_rate: int, n_layers: int, dropout: float,
-                 relu_first: bool) -> None:
+                 relu_first: bool, norm: type[nn.BatchNorm2d] = nn.BatchNorm2d) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.growth_rate = growth_rate
         self.layers = nn.ModuleList(
-            DenseLayer(in_channels + i * growth_rate, growth_rate, dropout, relu_first) for i in range(n_layers))
+            DenseLayer(in_channels + i * growth_rate, growth_rate, dropout, relu_first, norm) for i in range(n_layers))
 
     @property
     def out_channels(self) -> int:
@@ -63,9 +92,9 @@ class DenseBlock(nn.Module):
 class TransitionDown(nn.Module):
     """BN → ReLU → 1×1 conv → dropout → 2×2 max pool (2018: ReLU → BN → 1×1 conv stride 2 → dropout)."""
 
-    def __init__(self, channels: int, dropout: float, variant: str) -> None:
+    def __init__(self, channels: int, dropout: float, variant: str, norm: type[nn.BatchNorm2d] = nn.BatchNorm2d) -> None:
         super().__init__()
-        self.norm = nn.BatchNorm2d(channels)
+        self.norm = norm(channels)
         self.strided = variant == "protodune2018"
         self.conv = nn.Conv2d(channels, channels, kernel_size=1, stride=2 if self.strided else 1, bias=True)
         self.dropout = dropout
@@ -124,6 +153,9 @@ def run_block(block: DenseBlock, inputs: list[torch.Tensor], workspace: Workspac
         return _DenseBlockFunction.apply(block, workspace, len(inputs), *inputs, *params)
     with torch.no_grad():
         buffer = _allocate(block, inputs)
+        if len(block.layers) and isinstance(block.layers[0].norm, PerImageBatchNorm2d):
+            _forward_layers_per_image(block, buffer, inputs, workspace)
+            return buffer
         layer_scales = []
         for layer in block.layers:
             bn = layer.norm
@@ -131,6 +163,40 @@ def run_block(block: DenseBlock, inputs: list[torch.Tensor], workspace: Workspac
             layer_scales.append((scale, bn.bias - bn.running_mean * scale))
         _forward_layers(block, buffer, layer_scales, workspace, masks=None)
     return buffer
+
+
+def _forward_layers_per_image(block: DenseBlock, buffer: torch.Tensor, inputs: list[torch.Tensor],
+                              workspace: Workspace) -> None:
+    """Inference with per-image statistics: each channel's mean and variance per image, computed once
+    when the channel is written (as training computes its batch statistics), scale/shift [N, C]."""
+    n = buffer.shape[0]
+    mean = buffer.new_empty(n, block.out_channels)
+    invstd = buffer.new_empty(n, block.out_channels)
+    relu_first = block.layers[0].relu_first
+    eps = block.layers[0].norm.eps
+
+    def record(start: int, values: torch.Tensor) -> None:
+        bn_input = values.clamp_min(0) if relu_first else values
+        var, mu = torch.var_mean(bn_input, dim=(2, 3), correction=0)
+        mean[:, start:start + values.shape[1]] = mu
+        invstd[:, start:start + values.shape[1]] = torch.rsqrt(var + eps)
+
+    start = 0
+    for tensor in inputs:
+        record(start, tensor)
+        start += tensor.shape[1]
+    layer_scales = []
+    for layer in block.layers:
+        bn = layer.norm
+
+        def scale_of(c: int, bn=bn) -> torch.Tensor:
+            return bn.weight * invstd[:, :c]
+
+        def shift_of(c: int, bn=bn) -> torch.Tensor:
+            return bn.bias - mean[:, :c] * bn.weight * invstd[:, :c]
+
+        layer_scales.append((scale_of, shift_of))
+    _forward_layers(block, buffer, layer_scales, workspace, masks=None, on_new_channels=record)
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
@@ -152,8 +218,9 @@ def _allocate(block: DenseBlock, inputs: list[torch.Tensor]) -> torch.Tensor:
 
 def _preactivation(layer: DenseLayer, a: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
                    out: torch.Tensor) -> torch.Tensor:
-    """BN (as per-channel scale/shift) and ReLU of the prefix ``a``, written into ``out``."""
-    scale, shift = scale.view(1, -1, 1, 1), shift.view(1, -1, 1, 1)
+    """BN (as per-channel scale/shift, [C] or per image [N, C]) and ReLU of the prefix ``a``, written into ``out``."""
+    rows = scale.shape[0] if scale.dim() == 2 else 1
+    scale, shift = scale.view(rows, -1, 1, 1), shift.view(rows, -1, 1, 1)
     if layer.relu_first:
         torch.clamp_min(a, 0, out=out)
         return torch.addcmul(shift, out, scale, out=out)
@@ -165,7 +232,7 @@ def _forward_layers(block: DenseBlock, buffer: torch.Tensor, layer_scales, works
     channels = block.in_channels
     growth = block.growth_rate
     for layer, (scale, shift) in zip(block.layers, layer_scales):
-        if callable(scale):  # training: scale/shift depend on statistics of channels written so far
+        if callable(scale):  # batch or per-image statistics: they depend on the channels written so far
             scale, shift = scale(channels), shift(channels)
         h = _preactivation(layer, buffer[:, :channels], scale, shift, workspace.nhwc(buffer, channels))
         y = F.conv2d(h, layer.conv.weight, layer.conv.bias, padding=1)

@@ -28,7 +28,9 @@ class ModelSpec:
 
 
 # Off by default: the paper's network. See protoseg.models.tiramisu for what each does.
-_INPUT_OPTIONS = {"hit_mask_input": False, "position_input": False, "empty_is_background": False}
+# norm_statistics "running" is the paper's BatchNorm; "per_image" normalises each image by itself.
+_INPUT_OPTIONS = {"hit_mask_input": False, "position_input": False, "empty_is_background": False,
+                  "norm_statistics": "running"}
 _TIRAMISU_DEFAULTS = {"up_blocks": None, "first_filters": 48, "dropout": 0.2, "variant": "jegou2017", **_INPUT_OPTIONS}
 
 _REGISTRY: dict[str, ModelSpec] = {
@@ -83,7 +85,8 @@ def build_model(name: str, in_channels: int = 1, num_classes: int = 3, memory_ef
             up_blocks (default reversed down_blocks), growth_rate (maps per layer, default 16),
             first_filters (default 48), dropout (default 0.2), variant ("jegou2017" default, or
             "protodune2018"), hit_mask_input, position_input, empty_is_background (default false:
-            derived input planes and exact background for empty pixels, see protoseg.models.tiramisu). The named models fix down_blocks, bottleneck_layers, up_blocks and
+            derived input planes and exact background for empty pixels, see protoseg.models.tiramisu),
+            norm_statistics ("running", default, or "per_image": each image normalised by its own statistics). The named models fix down_blocks, bottleneck_layers, up_blocks and
             growth_rate; passing them again is accepted only with the same values.
 
     Returns the model; ``model.config`` holds ``name`` and every option (JSON-serialisable).

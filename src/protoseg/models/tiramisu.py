@@ -26,7 +26,14 @@ Options that tell the network what a ProtoDUNE-SP image is (all off by default, 
   by construction; its logits are set to (0, -1e4, ..., -1e4). Its prediction is then exact, its loss
   and gradient are zero, and all of the network's capacity goes to the few percent of pixels with a hit.
 
-All three are computed inside the network, so exported TorchScript / ONNX models and the C++ loader
+``norm_statistics`` (not an input option, but the same kind of choice): ``"running"`` (default, the
+paper's BatchNorm: batch statistics in training, running averages at inference) or ``"per_image"``:
+every BN normalises each image with that image's own statistics, in training and at inference
+(:class:`~protoseg.models.dense_block.PerImageBatchNorm2d`; same parameters and state_dict). A network
+trained with batch 1 has only ever seen per-image statistics; measured on the shipped default
+(trained so), per-image statistics at inference raise beam IoU from 0.714 to 0.751 on 167 fresh images.
+
+The derived planes are computed inside the network, so exported TorchScript / ONNX models and the C++ loader
 take the same [N, in_channels, H, W] input as before.
 
 Three execution paths share one set of modules (and so one state_dict):
@@ -55,7 +62,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from protoseg.errors import InputError
-from protoseg.models.dense_block import DenseBlock, TransitionDown, Workspace, run_block
+from protoseg.models.dense_block import (NORM_STATISTICS, DenseBlock, PerImageBatchNorm2d, TransitionDown, Workspace,
+                                         norm_class, run_block)
 
 __all__ = ["FCDenseNet", "VARIANTS", "count_parameters", "tune_cpu_allocator"]
 
@@ -98,7 +106,8 @@ class FCDenseNet(nn.Module):
     bottleneck_layers, up_blocks (layers per up block; default reversed down_blocks), growth_rate
     (maps per layer), first_filters (first conv), dropout (probability), variant (see VARIANTS),
     memory_efficient (training path, see module docstring), hit_mask_input, position_input and
-    empty_is_background (see the module docstring; class 0 is background).
+    empty_is_background (see the module docstring; class 0 is background), norm_statistics
+    ("running" or "per_image", see the module docstring).
     Input [N, in_channels, H, W] float, any H and W; output logits [N, num_classes, H, W].
     """
 
@@ -108,7 +117,7 @@ class FCDenseNet(nn.Module):
                  bottleneck_layers: int = 15, up_blocks: Sequence[int] | None = None, growth_rate: int = 16,
                  first_filters: int = 48, dropout: float = 0.2, variant: str = "jegou2017",
                  memory_efficient: bool = False, hit_mask_input: bool = False, position_input: bool = False,
-                 empty_is_background: bool = False) -> None:
+                 empty_is_background: bool = False, norm_statistics: str = "running") -> None:
         super().__init__()
         up_blocks = tuple(reversed(tuple(down_blocks))) if up_blocks is None else tuple(up_blocks)
         down_blocks = tuple(down_blocks)
@@ -132,6 +141,11 @@ class FCDenseNet(nn.Module):
                             (empty_is_background, "empty_is_background")]:
             if not isinstance(value, bool):
                 raise InputError(f"{what} must be true or false, got {value!r}")
+        if norm_statistics not in NORM_STATISTICS:
+            raise InputError(f"norm_statistics must be one of {', '.join(NORM_STATISTICS)}, got {norm_statistics!r}")
+        self.norm_statistics = norm_statistics
+        self.per_image_norm = norm_statistics == "per_image"
+        norm = norm_class(norm_statistics)
         self.hit_mask_input = hit_mask_input
         self.position_input = position_input
         self.empty_is_background = empty_is_background
@@ -147,12 +161,12 @@ class FCDenseNet(nn.Module):
         self.down_blocks = nn.ModuleList()
         self.transitions_down = nn.ModuleList()
         for n in down_blocks:
-            block = DenseBlock(channels, growth_rate, n, dropout, relu_first)
+            block = DenseBlock(channels, growth_rate, n, dropout, relu_first, norm)
             channels = block.out_channels
             skip_channels.append(channels)
             self.down_blocks.append(block)
-            self.transitions_down.append(TransitionDown(channels, dropout, variant))
-        self.bottleneck = DenseBlock(channels, growth_rate, bottleneck_layers, dropout, relu_first)
+            self.transitions_down.append(TransitionDown(channels, dropout, variant, norm))
+        self.bottleneck = DenseBlock(channels, growth_rate, bottleneck_layers, dropout, relu_first, norm)
         new_channels = growth_rate * bottleneck_layers
         self.transitions_up = nn.ModuleList()
         self.up_blocks = nn.ModuleList()
@@ -160,7 +174,7 @@ class FCDenseNet(nn.Module):
             # padding=1, output_padding=1: exactly doubles the size, so no crop is needed.
             self.transitions_up.append(nn.ConvTranspose2d(new_channels, new_channels, kernel_size=3, stride=2,
                                                           padding=1, output_padding=1, bias=True))
-            block = DenseBlock(new_channels + skip, growth_rate, n, dropout, relu_first)
+            block = DenseBlock(new_channels + skip, growth_rate, n, dropout, relu_first, norm)
             self.up_blocks.append(block)
             new_channels = growth_rate * n
         self.classifier = nn.Conv2d(self.up_blocks[-1].out_channels, num_classes, kernel_size=1, bias=True)
@@ -183,6 +197,9 @@ class FCDenseNet(nn.Module):
             self._check_input(x)
         if _export_or_compile() or not self._buffered_path_supported():
             return self._forward_plain(x)
+        if self.per_image_norm and self.training and x.shape[0] > 1:
+            # The shared-buffer training path computes batch statistics: per image only for batch 1.
+            return self._forward_plain(x)
         if self.training and self.memory_efficient:
             return self._forward_buffered(x)
         if not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))):
@@ -194,7 +211,7 @@ class FCDenseNet(nn.Module):
         """The shared-buffer paths compute plain per-process BN; anything else (SyncBatchNorm under
         DDP, replaced norms) takes the plain path."""
         blocks = [*self.down_blocks, self.bottleneck, *self.up_blocks]
-        return all(type(layer.norm) is nn.BatchNorm2d and layer.norm.track_running_stats
+        return all(type(layer.norm) in (nn.BatchNorm2d, PerImageBatchNorm2d) and layer.norm.track_running_stats
                    and layer.norm.momentum is not None for block in blocks for layer in block.layers)
 
     @torch.jit.unused
