@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["NORM_STATISTICS", "DenseBlock", "DenseLayer", "PerImageBatchNorm2d", "TransitionDown", "Workspace", "run_block"]
+__all__ = ["NORM_STATISTICS", "DenseBlock", "DenseLayer", "PerImageBatchNorm2d", "TransitionDown", "Workspace", "export_or_compile",
+           "norm_class", "run_block"]
 
 NORM_STATISTICS = ("running", "per_image")
 
@@ -27,12 +28,38 @@ class PerImageBatchNorm2d(nn.BatchNorm2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting() or export_or_compile():
+            return self._instance_norm(x)
+        return self._forward_eager(x)
+
+    def _instance_norm(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and self.track_running_stats and self.running_mean is not None and self.running_var is not None:
             momentum = 0.1 if self.momentum is None else self.momentum
             if self.num_batches_tracked is not None:
                 self.num_batches_tracked.add_(1)
             return F.instance_norm(x, self.running_mean, self.running_var, self.weight, self.bias, True, momentum, self.eps)
         return F.instance_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+    @torch.jit.unused
+    def _forward_eager(self, x: torch.Tensor) -> torch.Tensor:
+        # instance_norm returns NCHW whatever its input; on the channels-last maps of this network that
+        # made the following max pool ~10x slower and inference 1.5x slower. batch_norm on one image is
+        # the same arithmetic and keeps the memory format.
+        if x.shape[0] > 1:
+            if self.training:
+                return self._instance_norm(x)
+            return torch.cat([self._forward_eager(x[i:i + 1]) for i in range(x.shape[0])])
+        if self.training:
+            return super().forward(x)
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+
+def export_or_compile() -> bool:
+    """True while TorchScript, the tracer, torch.compile/export or the ONNX exporter is running."""
+    if torch.jit.is_scripting() or torch.jit.is_tracing():
+        return True
+    return bool(torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+                or getattr(torch.compiler, "is_exporting", lambda: False)())
 
 
 def norm_class(norm_statistics: str) -> type[nn.BatchNorm2d]:
@@ -177,9 +204,10 @@ def _forward_layers_per_image(block: DenseBlock, buffer: torch.Tensor, inputs: l
 
     def record(start: int, values: torch.Tensor) -> None:
         bn_input = values.clamp_min(0) if relu_first else values
-        var, mu = torch.var_mean(bn_input, dim=(2, 3), correction=0)
-        mean[:, start:start + values.shape[1]] = mu
-        invstd[:, start:start + values.shape[1]] = torch.rsqrt(var + eps)
+        stop = start + values.shape[1]
+        for i in range(n):  # native_batch_norm's statistics pass: ~5x faster than var_mean on channels-last maps
+            _, mean[i, start:stop], invstd[i, start:stop] = torch.native_batch_norm(
+                bn_input[i:i + 1], None, None, None, None, True, 0.0, eps)
 
     start = 0
     for tensor in inputs:

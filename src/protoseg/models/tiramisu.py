@@ -63,19 +63,11 @@ from torch import nn
 
 from protoseg.errors import InputError
 from protoseg.models.dense_block import (NORM_STATISTICS, DenseBlock, PerImageBatchNorm2d, TransitionDown, Workspace,
-                                         norm_class, run_block)
+                                         export_or_compile, norm_class, run_block)
 
 __all__ = ["FCDenseNet", "VARIANTS", "count_parameters", "tune_cpu_allocator"]
 
 VARIANTS = ("jegou2017", "protodune2018")
-
-
-def _export_or_compile() -> bool:
-    """True while TorchScript, the tracer, torch.compile/export or the ONNX exporter is running."""
-    if torch.jit.is_scripting() or torch.jit.is_tracing():
-        return True
-    return bool(torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
-                or getattr(torch.compiler, "is_exporting", lambda: False)())
 
 
 def tune_cpu_allocator() -> bool:
@@ -195,7 +187,7 @@ class FCDenseNet(nn.Module):
     def _forward_eager(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_tracing():
             self._check_input(x)
-        if _export_or_compile() or not self._buffered_path_supported():
+        if export_or_compile() or not self._buffered_path_supported():
             return self._forward_plain(x)
         if self.per_image_norm and self.training and x.shape[0] > 1:
             # The shared-buffer training path computes batch statistics: per image only for batch 1.
