@@ -150,7 +150,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5150)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("robustness-work"), help="folder for events, images, evaluations")
-    parser.add_argument("--conditions", default=",".join(CONDITIONS), help="comma-separated subset of " + ", ".join(CONDITIONS))
+    parser.add_argument("--conditions", default=",".join(CONDITIONS), help="comma-separated subset of " + ", ".join(CONDITIONS).replace("%", "%%"))  # argparse formats %
     parser.add_argument("--redo", action="store_true", help="score conditions already in the results file again")
     args = parser.parse_args()
     wanted = [c.strip() for c in args.conditions.split(",") if c.strip()]
