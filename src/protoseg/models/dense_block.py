@@ -194,20 +194,34 @@ def run_block(block: DenseBlock, inputs: list[torch.Tensor], workspace: Workspac
 
 def _forward_layers_per_image(block: DenseBlock, buffer: torch.Tensor, inputs: list[torch.Tensor],
                               workspace: Workspace) -> None:
-    """Inference with per-image statistics: each channel's mean and variance per image, computed once
-    when the channel is written (as training computes its batch statistics), scale/shift [N, C]."""
+    """Inference with per-image statistics: scale/shift [N, C], each image's own (see _channel_statistics)."""
+    _, _, record, layer_scales = _channel_statistics(block, buffer, inputs, per_image=True)
+    _forward_layers(block, buffer, layer_scales, workspace, masks=None, on_new_channels=record)
+
+
+def _channel_statistics(block: DenseBlock, buffer: torch.Tensor, inputs: list[torch.Tensor], per_image: bool):
+    """Mean and 1/std of every channel of ``buffer`` ([C], or [N, C] ``per_image``), the ``record`` callback
+    that fills them as channels are written, and each layer's BN as (scale, shift) functions of the number
+    of channels it reads. A channel's statistics are the same for every layer that reads it, so they are
+    computed once, when the channel is written; the inputs' channels are recorded here."""
     n = buffer.shape[0]
-    mean = buffer.new_empty(n, block.out_channels)
-    invstd = buffer.new_empty(n, block.out_channels)
-    relu_first = block.layers[0].relu_first
-    eps = block.layers[0].norm.eps
+    shape = (n, block.out_channels) if per_image else (block.out_channels,)
+    mean = buffer.new_empty(shape)
+    invstd = buffer.new_empty(shape)
+    relu_first = block.layers[0].relu_first if len(block.layers) else False
+    eps = block.layers[0].norm.eps if len(block.layers) else 1e-5
 
     def record(start: int, values: torch.Tensor) -> None:
         bn_input = values.clamp_min(0) if relu_first else values
         stop = start + values.shape[1]
-        for i in range(n):  # native_batch_norm's statistics pass: ~5x faster than var_mean on channels-last maps
-            _, mean[i, start:stop], invstd[i, start:stop] = torch.native_batch_norm(
-                bn_input[i:i + 1], None, None, None, None, True, 0.0, eps)
+        # native_batch_norm's statistics pass is ~4× faster than var_mean on channels-last maps.
+        if per_image:
+            for i in range(n):
+                _, mean[i, start:stop], invstd[i, start:stop] = torch.native_batch_norm(
+                    bn_input[i:i + 1], None, None, None, None, True, 0.0, eps)
+        else:
+            _, mean[start:stop], invstd[start:stop] = torch.native_batch_norm(
+                bn_input, None, None, None, None, True, 0.0, eps)
 
     start = 0
     for tensor in inputs:
@@ -218,13 +232,13 @@ def _forward_layers_per_image(block: DenseBlock, buffer: torch.Tensor, inputs: l
         bn = layer.norm
 
         def scale_of(c: int, bn=bn) -> torch.Tensor:
-            return bn.weight * invstd[:, :c]
+            return bn.weight * invstd[..., :c]
 
         def shift_of(c: int, bn=bn) -> torch.Tensor:
-            return bn.bias - mean[:, :c] * bn.weight * invstd[:, :c]
+            return bn.bias - mean[..., :c] * bn.weight * invstd[..., :c]
 
         layer_scales.append((scale_of, shift_of))
-    _forward_layers(block, buffer, layer_scales, workspace, masks=None, on_new_channels=record)
+    return mean, invstd, record, layer_scales
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
@@ -287,36 +301,9 @@ class _DenseBlockFunction(torch.autograd.Function):
     def forward(ctx, block: DenseBlock, workspace: Workspace, n_inputs: int, *tensors: torch.Tensor) -> torch.Tensor:
         inputs = list(tensors[:n_inputs])
         buffer = _allocate(block, inputs)
-        total = block.out_channels
-        mean = buffer.new_empty(total)
-        invstd = buffer.new_empty(total)
         count = buffer.shape[0] * buffer.shape[2] * buffer.shape[3]
-        relu_first = block.layers[0].relu_first if len(block.layers) else False
-
         eps = block.layers[0].norm.eps if len(block.layers) else 1e-5
-
-        def record(start: int, values: torch.Tensor) -> None:
-            bn_input = values.clamp_min(0) if relu_first else values
-            # native_batch_norm's statistics pass is ~4× faster than var_mean on channels-last maps.
-            _, mu, istd = torch.native_batch_norm(bn_input, None, None, None, None, True, 0.0, eps)
-            mean[start:start + values.shape[1]] = mu
-            invstd[start:start + values.shape[1]] = istd
-
-        start = 0
-        for tensor in inputs:
-            record(start, tensor)
-            start += tensor.shape[1]
-        layer_scales = []
-        for layer in block.layers:
-            bn = layer.norm
-
-            def scale_of(c: int, bn=bn) -> torch.Tensor:
-                return bn.weight * invstd[:c]
-
-            def shift_of(c: int, bn=bn) -> torch.Tensor:
-                return bn.bias - mean[:c] * bn.weight * invstd[:c]
-
-            layer_scales.append((scale_of, shift_of))
+        mean, invstd, record, layer_scales = _channel_statistics(block, buffer, inputs, per_image=False)
         masks: list[torch.Tensor] = []
         _forward_layers(block, buffer, layer_scales, workspace, masks, on_new_channels=record)
 
