@@ -183,7 +183,7 @@ def test_budget_one_cycle_follows_the_cpu_time_used():
 
     clock = RunClock(cpu_budget_s=100.0)
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    schedule = BudgetOneCycle(optimizer, max_lr=1e-3, warmup_fraction=0.2, clock=clock, budget_s=100.0)
+    schedule = BudgetOneCycle(optimizer, max_lr=1e-3, warmup_fraction=0.2, clock=clock)
     # torch's OneCycleLR defaults: from max/25, up to max at the end of the warm-up, down to max/25/1e4
     assert optimizer.param_groups[0]["lr"] == pytest.approx(4e-5)
     assert schedule.lr_at(0.1) == pytest.approx((4e-5 + 1e-3) / 2)  # cosine half-way up
@@ -195,6 +195,20 @@ def test_budget_one_cycle_follows_the_cpu_time_used():
     schedule.step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
     assert "clock" not in schedule.state_dict()
+
+
+def test_budget_fraction_is_the_further_spent_of_the_cpu_and_wall_budgets():
+    from protoseg.training import RunClock
+
+    clock = RunClock(cpu_budget_s=100.0, wall_budget_s=50.0)
+    clock.cpu_s, clock.wall_s = 30.0, 10.0
+    assert clock.has_budget and clock.budget_fraction() == pytest.approx(0.3)
+    clock.wall_s = 40.0
+    assert clock.budget_fraction() == pytest.approx(0.8)
+    wall_only = RunClock(wall_budget_s=200.0)
+    wall_only.cpu_s, wall_only.wall_s = 1000.0, 50.0
+    assert wall_only.budget_fraction() == pytest.approx(0.25)
+    assert not RunClock().has_budget and RunClock().budget_fraction() == 0.0
 
 
 def test_cpu_time_budget_stops_the_run_and_logs_both_clocks(tmp_path):
@@ -217,6 +231,16 @@ def test_cpu_time_budget_stops_the_run_and_logs_both_clocks(tmp_path):
     # the card says where and for how long the model was trained
     assert card["trained_on"]["cpu_time_s"] == pytest.approx(cpu[-1], abs=1.0)
     assert card["trained_on"]["accelerator"] == "cpu" and card["trained_on"]["cpu_cores"] >= 1 and card["trained_on"]["steps"] > 0
+
+
+def test_wall_time_budget_stops_the_run(tmp_path):
+    from protoseg.training import train
+
+    data = make_images(tmp_path / "images.h5", n_train=6)
+    train(tiny_config(data, tmp_path / "run", "trainer.max_epochs=100000", "trainer.wall_time_budget_s=1.5",
+                      "optim.schedule=onecycle"))
+    card = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert 1.5 <= card["trained_on"]["wall_time_s"] < 8.0
 
 
 def test_init_from_copies_the_weights_of_the_same_network_only(tmp_path, two_epoch_run):

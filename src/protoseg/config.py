@@ -82,6 +82,10 @@ DEFAULTS: dict[str, Any] = {
         # resumes), in seconds; 0 = no limit. A budget that does not depend on what else the machine
         # runs: benchmarks/model_study.py gives every variant the same one.
         "cpu_time_budget_s": 0.0,
+        # Stop once this much wall-clock time has passed in training (summed over resumes), in seconds;
+        # 0 = no limit. For a GPU lease or a Slurm slot, where the clock, not the CPU, is what is bounded.
+        # A run with both budgets stops at whichever is spent first; a one-cycle schedule follows it.
+        "wall_time_budget_s": 0.0,
     },
 }
 
@@ -114,6 +118,7 @@ _RANGES: dict[str, tuple[float, float | None, bool]] = {
     "trainer.check_val_every_n_epoch": (1, None, True),
     "trainer.log_every_n_steps": (1, None, True),
     "trainer.cpu_time_budget_s": (0.0, None, True),
+    "trainer.wall_time_budget_s": (0.0, None, True),
 }
 
 

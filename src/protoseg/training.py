@@ -145,11 +145,10 @@ class SegmentationModule(pl.LightningModule):
             )
             every = int(self.config["trainer"]["check_val_every_n_epoch"])
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": "epoch", "frequency": every}}
-        budget_s = float(self.config["trainer"].get("cpu_time_budget_s") or 0.0)
         clock = next((cb for cb in self.trainer.callbacks if isinstance(cb, RunClock)), None)
-        if schedule == "onecycle" and budget_s > 0 and clock is not None:
-            # A run bounded by CPU time has no known step count: the cycle follows the budget instead.
-            scheduler = BudgetOneCycle(optimizer, max_lr=optim["lr"], warmup_fraction=optim["warmup_fraction"], clock=clock, budget_s=budget_s)
+        if schedule == "onecycle" and clock is not None and clock.has_budget:
+            # A run bounded by CPU or wall time has no known step count: the cycle follows the budget instead.
+            scheduler = BudgetOneCycle(optimizer, max_lr=optim["lr"], warmup_fraction=optim["warmup_fraction"], clock=clock)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         total_steps = int(self.trainer.estimated_stepping_batches)
         if schedule == "cosine":
@@ -199,8 +198,9 @@ class RunClock(pl.Callback):
     checkpoints, so a resumed run continues its clocks and its budget.
     """
 
-    def __init__(self, cpu_budget_s: float = 0.0) -> None:
+    def __init__(self, cpu_budget_s: float = 0.0, wall_budget_s: float = 0.0) -> None:
         self.cpu_budget_s = float(cpu_budget_s)
+        self.wall_budget_s = float(wall_budget_s)
         self.wall_s = 0.0
         self.cpu_s = 0.0
         self._marks: tuple[float, float] | None = None
@@ -217,8 +217,21 @@ class RunClock(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         self._tick()
-        if self.cpu_budget_s > 0 and self.cpu_s >= self.cpu_budget_s:
+        if self.has_budget and self.budget_fraction() >= 1.0:
             trainer.should_stop = True
+
+    @property
+    def has_budget(self) -> bool:
+        return self.cpu_budget_s > 0 or self.wall_budget_s > 0
+
+    def budget_fraction(self) -> float:
+        """The fraction of the budget spent: of the CPU or the wall-clock one, whichever is further along."""
+        fractions = [0.0]
+        if self.cpu_budget_s > 0:
+            fractions.append(self.cpu_s / self.cpu_budget_s)
+        if self.wall_budget_s > 0:
+            fractions.append(self.wall_s / self.wall_budget_s)
+        return max(fractions)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -241,19 +254,19 @@ class RunClock(pl.Callback):
 
 
 class BudgetOneCycle(torch.optim.lr_scheduler.LRScheduler):
-    """One-cycle learning rate over a CPU-time budget instead of a step count.
+    """One-cycle learning rate over a CPU- or wall-time budget instead of a step count.
 
     The shape is torch's OneCycleLR with its defaults (cosine warm-up from max_lr / 25 over
-    ``warmup_fraction`` of the budget, cosine decay to max_lr / 25e4), evaluated at the fraction of
-    ``budget_s`` that the run's :class:`RunClock` has used. Variants of different speed given the same
-    budget thus all warm up and anneal completely. (OneCycleLR also cycles Adam's beta1; this does not.)
+    ``warmup_fraction`` of the budget, cosine decay to max_lr / 25e4), evaluated at the fraction of its
+    budget that the run's :class:`RunClock` has used (:meth:`RunClock.budget_fraction`). Variants of
+    different speed given the same budget thus all warm up and anneal completely. (OneCycleLR also
+    cycles Adam's beta1; this does not.)
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, max_lr: float, warmup_fraction: float, clock: RunClock,
-                 budget_s: float, div_factor: float = 25.0, final_div_factor: float = 1.0e4) -> None:
+                 div_factor: float = 25.0, final_div_factor: float = 1.0e4) -> None:
         self.max_lr = float(max_lr)
         self.warmup_fraction = float(warmup_fraction)
-        self.budget_s = float(budget_s)
         self.initial_lr = self.max_lr / div_factor
         self.final_lr = self.initial_lr / final_div_factor
         self.clock = clock
@@ -269,7 +282,7 @@ class BudgetOneCycle(torch.optim.lr_scheduler.LRScheduler):
         return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1.0)
 
     def get_lr(self) -> list[float]:
-        lr = self.lr_at(self.clock.cpu_s / self.budget_s)
+        lr = self.lr_at(self.clock.budget_fraction())
         return [lr for _ in self.optimizer.param_groups]
 
     def state_dict(self) -> dict[str, Any]:
@@ -500,7 +513,7 @@ def train(config: dict[str, Any], resume: bool = True) -> TrainResult:
         auto_insert_metric_name=False,
         enable_version_counter=False,
     )
-    callbacks: list = [best_cb, LearningRateMonitor(logging_interval="epoch"), RunClock(config["trainer"]["cpu_time_budget_s"])]
+    callbacks: list = [best_cb, LearningRateMonitor(logging_interval="epoch"), RunClock(config["trainer"]["cpu_time_budget_s"], config["trainer"]["wall_time_budget_s"])]
     if config["trainer"]["early_stopping_patience"] > 0:
         callbacks.append(EarlyStopping(monitor="val_miou", mode="max", patience=config["trainer"]["early_stopping_patience"]))
     trainer = _build_trainer(config, run_dir, callbacks, resumed=resume_from is not None)
