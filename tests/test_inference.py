@@ -303,3 +303,63 @@ def test_predict_events_applies_the_models_2018_beam_label_rule(tmp_path):
     assert summary.hit_metrics["tagged_beam_hits"] == int((kept_pred == 1).sum())
     both = int(((kept_pred == 1) & (kept_truth == 1)).sum())
     assert summary.hit_metrics["beam_efficiency"] == pytest.approx(both / 8)
+
+
+class _FixedLogits(torch.nn.Module):
+    """A 'network' that returns the same logits for every pixel: softmax gives known probabilities."""
+
+    def __init__(self, probabilities: list[float], classes: list[str], decision: dict | None = None) -> None:
+        super().__init__()
+        self.logits = torch.nn.Parameter(torch.log(torch.tensor(probabilities)), requires_grad=False)
+        self.card = {"classes": classes, "input": {"normalisation": "max"}, **({"decision": decision} if decision else {})}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits[None, :, None, None].expand(x.shape[0], -1, x.shape[2], x.shape[3])
+
+
+def test_beam_working_point_from_the_card_the_argument_or_argmax():
+    adc = np.ones((2, 4, 4), np.float32)
+    # P = (background 0.05, beam 0.45, not-beam 0.50): argmax says not-beam; P(beam) >= 0.4 says beam
+    model = _FixedLogits([0.05, 0.45, 0.50], CLASSES, decision={"beam_threshold": 0.4})
+    assert np.all(Predictor(model).predict(adc)[0] == 1)  # the card's working point
+    assert Predictor(model).beam_threshold == pytest.approx(0.4)
+    assert np.all(Predictor(model, beam_threshold="argmax").predict(adc)[0] == 2)
+    assert np.all(Predictor(model, beam_threshold=0.46).predict(adc)[0] == 2)  # the argument wins over the card
+    assert np.all(Predictor(model, beam_threshold=0.45).predict(adc)[0] == 1)  # >=: exactly at the threshold is beam
+    # below the threshold the pixel takes the most probable of the OTHER classes, even if beam is the most probable
+    bare = _FixedLogits([0.35, 0.40, 0.25], CLASSES)
+    assert np.all(Predictor(bare).predict(adc)[0] == 1) and Predictor(bare).beam_threshold is None
+    assert np.all(Predictor(bare, beam_threshold=0.5).predict(adc)[0] == 0)
+    prob = Predictor(bare, beam_threshold=0.5).predict(adc)[1]
+    np.testing.assert_allclose(prob[:, :, 0, 0], [[0.35, 0.40, 0.25]] * 2, rtol=1e-6)  # probabilities untouched
+
+
+@pytest.mark.parametrize("threshold, message", [(0.0, "between 0 and 1"), (1.0, "between 0 and 1"), (1.5, "between 0 and 1")])
+def test_beam_working_point_out_of_range_is_refused(threshold, message):
+    with pytest.raises(InputError, match=message):
+        Predictor(_FixedLogits([0.2, 0.4, 0.4], CLASSES), beam_threshold=threshold)
+
+
+def test_beam_working_point_needs_a_beam_class():
+    species = _FixedLogits([0.5, 0.3, 0.2], ["background", "not-beam", "beam e/gamma"], decision={"beam_threshold": 0.6})
+    with pytest.raises(InputError, match="needs a model with a 'beam' class"):
+        Predictor(species)
+
+
+def test_beam_threshold_flag_is_parsed_and_recorded(tmp_path, capsys):
+    weights = tiny_weights(tmp_path / "run")
+    images = tiny_images(tmp_path / "images.h5")
+    assert main(["evaluate", str(weights), str(images), "-o", str(tmp_path / "ev"), "--no-displays", "--beam-threshold", "0.3"]) == 0
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["beam_threshold"] == pytest.approx(0.3)
+    assert "P(beam) >= 0.3" in capsys.readouterr().out
+    assert main(["predict", str(weights), str(images), "-o", str(tmp_path / "p.h5"), "--beam-threshold", "argmax"]) == 0
+    with h5py.File(tmp_path / "p.h5", "r") as handle:
+        assert handle.attrs["beam_threshold"] == -1.0
+        prob = handle["prob"][:].astype(np.float32)  # stored as float16: near-ties may round either way
+        top2 = np.sort(prob, axis=1)[:, -2:]
+        clear = top2[:, 1] - top2[:, 0] > 2e-3
+        np.testing.assert_array_equal(handle["pred"][:][clear], prob.argmax(1)[clear])
+    assert main(["predict", str(weights), str(images), "-o", str(tmp_path / "q.h5"), "--beam-threshold", "high"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--beam-threshold must be a probability" in err[0]
+    assert not (tmp_path / "q.h5").exists()

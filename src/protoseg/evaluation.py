@@ -66,10 +66,15 @@ class Evaluation:
         }
 
 
-def evaluate(model: torch.nn.Module, images_path: str | Path, split: str = "test", batch_size: int = 4, device: str = "cpu", progress: bool = True) -> Evaluation:
-    """Confusion matrices (pooled and per image) of ``model`` on one split of an image file."""
+def evaluate(model: torch.nn.Module, images_path: str | Path, split: str = "test", batch_size: int = 4, device: str = "cpu",
+             progress: bool = True, beam_threshold: float | str | None = None) -> Evaluation:
+    """Confusion matrices (pooled and per image) of ``model`` on one split of an image file.
+
+    ``beam_threshold``: the beam working point (see :class:`~protoseg.predictor.Predictor`); None takes the
+    model card's, ``"argmax"`` the most probable class.
+    """
     path = Path(images_path)
-    predictor = Predictor(model, device=device, batch_size=batch_size)
+    predictor = Predictor(model, device=device, batch_size=batch_size, beam_threshold=beam_threshold)
     images = open_images(path)
     try:
         check_classes(predictor.class_names, list(images.class_names), path)

@@ -109,11 +109,13 @@ def predict_file(
     max_displays: int = 10,
     progress: bool = True,
     root_path: str | Path | None = None,
+    beam_threshold: float | str | None = None,
 ) -> PredictionSummary:
     """Predict every image (or event) of ``input_path`` into the predictions file ``output_path``.
 
     Events files are turned into images with the settings of the model card (size, pooling), and every
     hit gets the class of the pixel that holds it (``/hits/pred``, same offsets as the events file).
+    ``beam_threshold``: the beam working point (:class:`~protoseg.predictor.Predictor`; None: the card's).
     With truth, the hit-level beam efficiency and purity are computed and stored in the attributes.
     ``root_path`` (events imported from ROOT only) also writes the ROOT friend tree of
     ``protoseg.root_friend``, aligned with the input tree; both outputs appear only on success.
@@ -130,7 +132,7 @@ def predict_file(
             raise InputError(f"--root needs an events file made by import-root, this is a '{fmt}' file", input_path)
         if root_path.resolve() in (output_path.resolve(), input_path.resolve()):
             raise InputError("--root must name a file of its own (not the input or the predictions file)", root_path)
-    predictor = Predictor(model, device=device, batch_size=batch_size)
+    predictor = Predictor(model, device=device, batch_size=batch_size, beam_threshold=beam_threshold)
     if fmt == "protoseg-images":
         iterator, info = _image_batches(input_path, predictor, split)
     elif fmt == "protoseg-events":
@@ -167,6 +169,8 @@ def predict_file(
                 "class_names": json.dumps(predictor.class_names),
                 "model": str(getattr(model, "source", "")),
                 "model_card": json.dumps(predictor.card),
+                # the beam working point the classes were decided with (-1: the most probable class)
+                "beam_threshold": -1.0 if predictor.beam_threshold is None else predictor.beam_threshold,
                 "size": list(info["size"]),
             }
         )

@@ -14,6 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--no-displays", action="store_true", help="skip the best / median / worst event displays")
+    parser.add_argument("--beam-threshold", metavar="P|argmax", default=None,
+                        help="beam working point: a pixel is beam when P(beam) >= P (default: the model card's "
+                             "decision.beam_threshold, else argmax); 'argmax' takes the most probable class")
 
 
 def iou_table(metrics: dict) -> str:
@@ -29,7 +32,8 @@ def iou_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def write_evaluation(model, model_name: str, images: str, split: str, out: str, batch_size: int = 4, device: str = "cpu", displays: bool = True) -> dict:
+def write_evaluation(model, model_name: str, images: str, split: str, out: str, batch_size: int = 4, device: str = "cpu", displays: bool = True,
+                     beam_threshold: float | str | None = None) -> dict:
     """Evaluate, write DIR/metrics.json and the plots; return the metrics dict.
 
     Everything is written into a temporary folder and moved into DIR at the end, so a failure (bad
@@ -46,8 +50,10 @@ def write_evaluation(model, model_name: str, images: str, split: str, out: str, 
     from protoseg.images.imagefile import open_images
     from protoseg.predictor import Predictor
 
-    result = evaluate(model, images, split=split, batch_size=batch_size, device=device)
+    predictor = Predictor(model, device=device, batch_size=1, beam_threshold=beam_threshold)
+    result = evaluate(model, images, split=split, batch_size=batch_size, device=device, beam_threshold=beam_threshold)
     metrics = result.metrics(model_name, str(images), split)
+    metrics["beam_threshold"] = predictor.beam_threshold  # the working point used (None: argmax)
     with atomic_folder(out) as out_dir:
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
         plot_confusion(result.confusion, result.class_names, out_dir / "confusion.png", title=f"Confusion matrix ({split}, {len(result.event_ids)} images)")
@@ -56,7 +62,6 @@ def write_evaluation(model, model_name: str, images: str, split: str, out: str, 
             per_image = np.nan_to_num(result.miou_per_image, nan=-1.0)
             order = np.argsort(per_image, kind="stable")
             picks = {"best": order[-1], "median": order[len(order) // 2], "worst": order[0]}
-            predictor = Predictor(model, device=device, batch_size=1)
             with open_images(images) as handle:
                 for tag, k in picks.items():
                     row = int(result.indices[k])
@@ -70,9 +75,14 @@ def write_evaluation(model, model_name: str, images: str, split: str, out: str, 
 def run(args: argparse.Namespace) -> int:
     from protoseg.loading import load_model
 
+    from protoseg.predictor import parse_beam_threshold
+
+    threshold = parse_beam_threshold(args.beam_threshold) if args.beam_threshold is not None else None
     model = load_model(args.model, map_location=args.device)
-    metrics = write_evaluation(model, args.model, args.images, args.split, args.out, args.batch_size, args.device, not args.no_displays)
-    print(f"{metrics['n_images']} {args.split} images of {args.images}, model {args.model}")
+    metrics = write_evaluation(model, args.model, args.images, args.split, args.out, args.batch_size, args.device, not args.no_displays,
+                               beam_threshold=threshold)
+    point = "argmax" if metrics["beam_threshold"] is None else f"beam when P(beam) >= {metrics['beam_threshold']:g}"
+    print(f"{metrics['n_images']} {args.split} images of {args.images}, model {args.model} ({point})")
     print(iou_table(metrics))
     print(f"wrote {args.out}/metrics.json, confusion.png, iou.png" + ("" if args.no_displays else ", event_{best,median,worst}.png"))
     return 0

@@ -15,6 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--displays", metavar="DIR", help="also write PNG event displays here")
     parser.add_argument("--max-displays", type=int, default=10, help="how many displays at most (default 10)")
+    parser.add_argument("--beam-threshold", metavar="P|argmax", default=None,
+                        help="beam working point: a pixel (and its hits) is beam when P(beam) >= P (default: the model "
+                             "card's decision.beam_threshold, else argmax); 'argmax' takes the most probable class")
     parser.add_argument("--root", metavar="FILE.root",
                         help="events imported from ROOT (import-root): also write a tree 'protoseg' aligned entry by entry "
                              "and hit by hit with the input tree, to read as its friend: hit_class (-1 for hits not "
@@ -25,9 +28,13 @@ def run(args: argparse.Namespace) -> int:
     from protoseg.inference import predict_file
     from protoseg.loading import load_model
 
+    from protoseg.predictor import parse_beam_threshold
+
+    threshold = parse_beam_threshold(args.beam_threshold) if args.beam_threshold is not None else None
     model = load_model(args.model, map_location=args.device)
     summary = predict_file(model, args.input, args.out, batch_size=args.batch_size, device=args.device, split=args.split,
-                           displays_dir=args.displays, max_displays=args.max_displays, root_path=args.root)
+                           displays_dir=args.displays, max_displays=args.max_displays, root_path=args.root,
+                           beam_threshold=threshold)
     print(f"wrote {summary.output}: {summary.n_events} {'events' if summary.input_format == 'protoseg-events' else 'images'}")
     if summary.root_output is not None:
         print(f"wrote {summary.root_output}: tree 'protoseg', one entry per input tree entry (a friend of that tree)")
