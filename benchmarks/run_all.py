@@ -4,7 +4,7 @@
     python benchmarks/run_all.py --quick    # under 1 min: a smoke test, not numbers to quote
 
 Measures simulation (events/s on one core and on all cores), images (events/s, one core, max
-pooling), training (images/s of the shipped ``default`` recipe, configs/default-stage1.yaml (its from-scratch stage), on 320×320 with
+pooling), training (images/s of the CPU recipe of the shipped ``default-cpu``, configs/default-stage1.yaml (its from-scratch stage), on 320×320 with
 synthetic event-like images, through Lightning), evaluation (images/s through ``Predictor``), and
 inference of the shipped ``default`` network on one 320×320 image in PyTorch and in ONNX Runtime
 (ms per image; the ONNX file is made by ``protoseg export`` in a temporary folder). Every measurement
@@ -82,7 +82,7 @@ def child_images(events: int, folder: str) -> dict:
 
 
 def child_train(warmup: int, steps: int, eval_images: int, folder: str) -> dict:
-    """bench_train_eval on the default recipe at 320×320, synthetic images (its own command line)."""
+    """bench_train_eval on default-cpu's CPU recipe at 320×320, synthetic images (its own command line)."""
     sys.path.insert(0, str(HERE))
     import bench_train_eval
 
@@ -236,7 +236,7 @@ def table(results: dict, info: dict, mode: str) -> list[str]:
             lambda r: f"main {r['self_max_rss_mb']:.0f} MB, largest worker {r['largest_child_max_rss_mb']:.0f} MB"),
         row(f"images {SIZE}×{SIZE}, max pooling, one core ({settings['image_events']} synthetic events)", "images",
             lambda r: f"**{r['events_per_s']:.0f} events/s** ({r['events_per_cpu_s']:.0f} per CPU-s)", mb),
-        row(f"training, `default` recipe, {SIZE}×{SIZE}, {settings['train_steps']} timed steps", "train",
+        row(f"training, `default-cpu` recipe (stage 1), {SIZE}×{SIZE}, {settings['train_steps']} timed steps", "train",
             lambda r: (f"**{r['train_images_per_s']:.2f} images/s** (batch {r['batch_size']}, {r['parameters'] / 1e3:.0f} k parameters); "
                        f"evaluation {r['eval_images_per_s']:.2f} images/s"), mb),
         row(f"inference `default`, {SIZE}×{SIZE}, batch 1, PyTorch", "torch_inference",
