@@ -353,6 +353,7 @@ def test_beam_threshold_flag_is_parsed_and_recorded(tmp_path, capsys):
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["beam_threshold"] == pytest.approx(0.3)
     assert "P(beam) >= 0.3" in capsys.readouterr().out
     assert main(["predict", str(weights), str(images), "-o", str(tmp_path / "p.h5"), "--beam-threshold", "argmax"]) == 0
+    assert "(argmax)" in capsys.readouterr().out
     with h5py.File(tmp_path / "p.h5", "r") as handle:
         assert handle.attrs["beam_threshold"] == -1.0
         prob = handle["prob"][:].astype(np.float32)  # stored as float16: near-ties may round either way

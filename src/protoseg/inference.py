@@ -70,6 +70,7 @@ class PredictionSummary:
     hit_metrics: dict[str, float] = field(default_factory=dict)
     displays: list[Path] = field(default_factory=list)
     root_output: Path | None = None
+    beam_threshold: float | None = None  # the beam working point the classes were decided with (None: argmax)
 
 
 class _PredictionsWriter:
@@ -227,7 +228,7 @@ def predict_file(
         if friend is not None:
             handle.attrs["root_output"] = str(root_path)
             friend.close()
-    return PredictionSummary(output_path, info["n"], fmt, hit_metrics, displays, root_path)
+    return PredictionSummary(output_path, info["n"], fmt, hit_metrics, displays, root_path, predictor.beam_threshold)
 
 
 def _image_batches(path: Path, predictor: Predictor, split: str | None) -> tuple[Iterator[dict], dict]:

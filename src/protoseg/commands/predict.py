@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     summary = predict_file(model, args.input, args.out, batch_size=args.batch_size, device=args.device, split=args.split,
                            displays_dir=args.displays, max_displays=args.max_displays, root_path=args.root,
                            beam_threshold=threshold)
-    print(f"wrote {summary.output}: {summary.n_events} {'events' if summary.input_format == 'protoseg-events' else 'images'}")
+    point = "argmax" if summary.beam_threshold is None else f"beam when P(beam) >= {summary.beam_threshold:g}"
+    print(f"wrote {summary.output}: {summary.n_events} {'events' if summary.input_format == 'protoseg-events' else 'images'} ({point})")
     if summary.root_output is not None:
         print(f"wrote {summary.root_output}: tree 'protoseg', one entry per input tree entry (a friend of that tree)")
     if summary.hit_metrics:
