@@ -30,6 +30,7 @@ from scipy.spatial import cKDTree
 
 from protoseg.detector import ARGON, READOUT
 from protoseg.events import open_events
+from protoseg.fileio import atomic_output
 from protoseg.images import credited_particle_rows, particle_rows
 
 BEAM, NOT_BEAM, NOISE = 1, 2, 0
@@ -149,9 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     result = origins(args.events, args.predictions)
     print_table(result)
     if args.results:
-        tmp = args.results.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=1) + "\n")
-        tmp.replace(args.results)
+        with atomic_output(args.results, suffix=".json") as tmp:
+            tmp.write_text(json.dumps(result, indent=1) + "\n")
     return 0
 
 

@@ -14,12 +14,16 @@ float16 precision; labels, splits, attributes bit for bit). About 18 kB an image
 from __future__ import annotations
 
 import argparse
+import contextlib
 import lzma
 import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from protoseg.errors import InputError
+from protoseg.fileio import atomic_output
 
 _PIXEL_DATASETS = ("adc", "label")
 # Hit integrals reach a few 1e5 ADC x tick, beyond float16's 65504: stored divided by this power of two
@@ -28,20 +32,13 @@ _VALUE_SCALE = 64.0
 
 
 def pack(images: Path, out_stem: Path, max_images: int | None = None) -> tuple[int, int]:
-    """Write ``out_stem``.h5 (all but the pixel arrays) and ``out_stem``.xz (the hit pixels); returns (images, bytes)."""
+    """Write ``out_stem``.h5 (all but the pixel arrays) and ``out_stem``.xz (the hit pixels); returns (images, bytes).
+
+    Both files appear only when both are complete (written under temporary names, then renamed)."""
     out_stem.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(images, "r") as source:
+    masks, values, labels = [], [], []
+    with h5py.File(images, "r") as source, contextlib.ExitStack() as outputs:
         n = source["adc"].shape[0] if max_images is None else min(max_images, source["adc"].shape[0])
-        with h5py.File(out_stem.with_suffix(".h5"), "w") as skeleton:
-            for key, value in source.attrs.items():
-                skeleton.attrs[key] = value
-            skeleton.attrs["packed_shape"] = np.asarray(source["adc"].shape[1:], dtype=np.int64)
-            for name, dataset in source.items():
-                if name in _PIXEL_DATASETS:
-                    continue
-                data = dataset[:n] if dataset.shape and dataset.shape[0] == source["adc"].shape[0] else dataset[()]
-                skeleton.create_dataset(name, data=data)
-        masks, values, labels = [], [], []
         for index in range(n):
             adc = source["adc"][index]
             label = source["label"][index]
@@ -53,10 +50,21 @@ def pack(images: Path, out_stem: Path, max_images: int | None = None) -> tuple[i
                 raise ValueError(f"{images}: image {index} has a hit value outside float16's range after the scale 1/{_VALUE_SCALE:g}")
             values.append(scaled.astype(np.float16))
             labels.append(label[hit].astype(np.uint8))
-    counts = np.asarray([v.size for v in values], dtype=np.int64)
-    blob = b"".join([counts.tobytes(), np.concatenate(masks).tobytes(), np.concatenate(values).tobytes(),
-                     np.concatenate(labels).tobytes()])
-    out_stem.with_suffix(".xz").write_bytes(lzma.compress(blob, preset=6))
+        skeleton_tmp = outputs.enter_context(atomic_output(out_stem.with_suffix(".h5"), suffix=".h5"))
+        blob_tmp = outputs.enter_context(atomic_output(out_stem.with_suffix(".xz"), suffix=".xz"))
+        with h5py.File(skeleton_tmp, "w") as skeleton:
+            for key, value in source.attrs.items():
+                skeleton.attrs[key] = value
+            skeleton.attrs["packed_shape"] = np.asarray(source["adc"].shape[1:], dtype=np.int64)
+            for name, dataset in source.items():
+                if name in _PIXEL_DATASETS:
+                    continue
+                data = dataset[:n] if dataset.shape and dataset.shape[0] == source["adc"].shape[0] else dataset[()]
+                skeleton.create_dataset(name, data=data)
+        counts = np.asarray([v.size for v in values], dtype=np.int64)
+        blob = b"".join([counts.tobytes(), np.concatenate(masks).tobytes(), np.concatenate(values).tobytes(),
+                         np.concatenate(labels).tobytes()])
+        blob_tmp.write_bytes(lzma.compress(blob, preset=6))
     return n, out_stem.with_suffix(".h5").stat().st_size + out_stem.with_suffix(".xz").stat().st_size
 
 
@@ -76,8 +84,7 @@ def unpack(stem: Path, images: Path) -> int:
         offset += values.nbytes
         labels = np.frombuffer(blob, dtype=np.uint8, count=total, offset=offset)
         starts = np.concatenate([[0], np.cumsum(counts)])
-        tmp = images.with_name(images.name + ".part")
-        with h5py.File(tmp, "w") as out:
+        with atomic_output(images, suffix=".h5") as tmp, h5py.File(tmp, "w") as out:
             for key, value in skeleton.attrs.items():
                 if key != "packed_shape":
                     out.attrs[key] = value
@@ -93,7 +100,6 @@ def unpack(stem: Path, images: Path) -> int:
                 label[hit] = labels[starts[index]:starts[index + 1]]
                 adc_out[index] = adc
                 label_out[index] = label
-        tmp.replace(images)
     return n
 
 
@@ -115,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             n = unpack(args.stem, args.images)
             print(f"{args.images}: {n} images unpacked")
-    except (OSError, ValueError, KeyError) as exc:
+    except (InputError, OSError, ValueError, KeyError, lzma.LZMAError) as exc:
         print(f"device_images: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -46,3 +46,14 @@ def test_pack_cli_refuses_a_missing_file_with_exit_2(tmp_path, capsys):
     assert device_images.main(["pack", str(tmp_path / "missing.h5"), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing.h5" in err[0]
+
+
+def test_pack_refuses_values_float16_cannot_hold_and_writes_nothing(tmp_path, capsys):
+    adc = np.zeros((2, 64, 64), np.float32)
+    adc[1, 5, 5] = 1.0e9  # / 64 is still far beyond float16's 65504
+    label = (adc > 0).astype(np.uint8)
+    source = write_images(tmp_path / "big.h5", adc, label, np.arange(2), [0, 2], {"pooling": "max", "label_scheme": "beam3"})
+    assert device_images.main(["pack", str(source), str(tmp_path / "out" / "big")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "image 1 has a hit value outside float16's range" in err[0]
+    assert not any((tmp_path / "out").iterdir())  # neither half of the pair, no temporary file

@@ -28,6 +28,7 @@ class Evaluation:
     image_confusions: np.ndarray  # [N, C, C]
     event_ids: np.ndarray
     indices: np.ndarray  # rows of the image file
+    beam_threshold: float | None = None  # the beam working point the classes were decided with (None: argmax)
 
     @property
     def iou(self) -> np.ndarray:
@@ -62,6 +63,7 @@ class Evaluation:
             "model": model,
             "data": data,
             "split": split,
+            "beam_threshold": self.beam_threshold,
             "per_image": [{"event_id": int(e), "miou": clean(float(m))} for e, m in zip(self.event_ids, per_image)],
         }
 
@@ -95,4 +97,4 @@ def evaluate(model: torch.nn.Module, images_path: str | Path, split: str = "test
         event_ids = images.event_id[index]
     finally:
         images.close()
-    return Evaluation(predictor.class_names, confusions.sum(axis=0), confusions, event_ids, index)
+    return Evaluation(predictor.class_names, confusions.sum(axis=0), confusions, event_ids, index, predictor.beam_threshold)

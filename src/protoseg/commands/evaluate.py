@@ -50,10 +50,8 @@ def write_evaluation(model, model_name: str, images: str, split: str, out: str, 
     from protoseg.images.imagefile import open_images
     from protoseg.predictor import Predictor
 
-    predictor = Predictor(model, device=device, batch_size=1, beam_threshold=beam_threshold)
     result = evaluate(model, images, split=split, batch_size=batch_size, device=device, beam_threshold=beam_threshold)
     metrics = result.metrics(model_name, str(images), split)
-    metrics["beam_threshold"] = predictor.beam_threshold  # the working point used (None: argmax)
     with atomic_folder(out) as out_dir:
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
         plot_confusion(result.confusion, result.class_names, out_dir / "confusion.png", title=f"Confusion matrix ({split}, {len(result.event_ids)} images)")
@@ -62,6 +60,7 @@ def write_evaluation(model, model_name: str, images: str, split: str, out: str, 
             per_image = np.nan_to_num(result.miou_per_image, nan=-1.0)
             order = np.argsort(per_image, kind="stable")
             picks = {"best": order[-1], "median": order[len(order) // 2], "worst": order[0]}
+            predictor = Predictor(model, device=device, batch_size=1, beam_threshold=result.beam_threshold or "argmax")
             with open_images(images) as handle:
                 for tag, k in picks.items():
                     row = int(result.indices[k])
