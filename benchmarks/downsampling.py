@@ -22,8 +22,10 @@ mostly measures its waiting (the wall times are recorded too). Each event is rea
 ``--models`` is the trained part (hours of CPU): for each pooling variant, images of ``--train-events``
 made with that pooling, a network trained with ``--recipe`` for ``--cpu-budget-s`` CPU seconds
 (``protoseg train`` in its own process; resumes), then ``protoseg predict`` on the held-out events (the
-positional file) and the hit-level beam efficiency and purity from the predictions file's ``hit_metrics``.
-It adds a ``trained`` section to the results file and keeps the rest:
+positional file; the predictions file is kept and reused) and the hit-level beam efficiency and purity
+from the predictions file's ``hit_metrics`` (argmax), and the balance point: where efficiency equals purity
+as the working point moves (``working_point.py``), which no choice of working point moves. It adds a
+``trained`` section to the results file and keeps the rest:
 
     python benchmarks/downsampling.py heldout-events.h5 --models --train-events train-events.h5 \\
         --recipe configs/default-stage1.yaml --cpu-budget-s 9000 --work downsampling-runs
@@ -210,16 +212,38 @@ def train_variant(name: str, args: argparse.Namespace) -> Path:
     return run
 
 
+def balance_point(events_path: Path, predictions_path: Path) -> dict:
+    """Where hit-level beam efficiency equals purity as the working point P(beam) >= t moves (t on a 0.01 grid,
+    linear between the two grid points around the crossing): one number per model that no working point
+    choice moves, so that models trained for a short budget (often too shy of the rare class at argmax) compare."""
+    from working_point import working_points
+
+    points = working_points(events_path, predictions_path, np.round(np.arange(0.02, 0.985, 0.01), 2))["points"]
+    gap = np.array([p["beam_efficiency"] - p["beam_purity"] for p in points])  # falls as t rises
+    crossing = np.flatnonzero((gap[:-1] >= 0) & (gap[1:] < 0))
+    if len(crossing) == 0:
+        return {"balanced_efficiency_purity": None, "balanced_threshold": None}
+    k = int(crossing[0])
+    w = gap[k] / (gap[k] - gap[k + 1])
+    lo, hi = points[k], points[k + 1]
+    value = (1 - w) * lo["beam_efficiency"] + w * hi["beam_efficiency"]
+    return {"balanced_efficiency_purity": round(float(value), 4),
+            "balanced_threshold": round(float((1 - w) * lo["beam_threshold"] + w * hi["beam_threshold"]), 3)}
+
+
 def score_variant(name: str, run: Path, args: argparse.Namespace) -> dict:
-    """``protoseg predict`` of the run's model (best validation checkpoint) on the held-out events; its hit metrics."""
+    """``protoseg predict`` of the run's model (best validation checkpoint) on the held-out events (kept, and
+    reused when the study is run again); its hit metrics at argmax and its balance point."""
     import h5py
 
     predictions = Path(args.work) / f"predictions-{name}.h5"
-    cmd = [sys.executable, "-m", "protoseg.cli", "predict", str(run), str(args.events), "-o", str(predictions)]
-    start = time.perf_counter()
-    with open(Path(args.work) / f"{name}.log", "a") as log:
-        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - start
+    seconds = None
+    if not predictions.is_file():
+        cmd = [sys.executable, "-m", "protoseg.cli", "predict", str(run), str(args.events), "-o", str(predictions)]
+        start = time.perf_counter()
+        with open(Path(args.work) / f"{name}.log", "a") as log:
+            subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
+        seconds = round(time.perf_counter() - start, 1)
     with h5py.File(predictions, "r") as handle:
         metrics = json.loads(handle.attrs["hit_metrics"])
         n_events = int(handle["event_id"].shape[0])
@@ -227,7 +251,8 @@ def score_variant(name: str, run: Path, args: argparse.Namespace) -> dict:
     # a model that tags no hit beam has no purity (predict writes NaN, which is not JSON): None
     purity = round(metrics["beam_purity"], 4) if metrics.get("tagged_beam_hits", 0) > 0 else None
     return {"hit_beam_efficiency": round(metrics["beam_efficiency"], 4), "hit_beam_purity": purity,
-            "beam_hits": metrics["beam_hits"], "heldout_events": n_events, "predict_s": round(seconds, 1),
+            **balance_point(args.events, predictions),
+            "beam_hits": metrics["beam_hits"], "heldout_events": n_events, "predict_s": seconds,
             "trained_on": card.get("trained_on", {}), "validation": card.get("metrics", {}).get("validation", {})}
 
 
@@ -241,7 +266,8 @@ def trained_part(args: argparse.Namespace, names: list[str], results: dict) -> N
     for name in names:
         run = train_variant(name, args)
         variants[name] = score_variant(name, run, args)
-        print(f"[{name}] {json.dumps({k: variants[name][k] for k in ('hit_beam_efficiency', 'hit_beam_purity')})}", flush=True)
+        keys = ("hit_beam_efficiency", "hit_beam_purity", "balanced_efficiency_purity", "balanced_threshold")
+        print(f"[{name}] {json.dumps({k: variants[name][k] for k in keys})}", flush=True)
         write(results, args)
 
 

@@ -148,3 +148,27 @@ def test_models_trains_and_scores_one_model_per_pooling(tmp_path):
     with h5py.File(tmp_path / "runs" / "predictions-max+spread-rms.h5", "r") as handle:
         assert handle["pred"].shape == (2, 64, 64)
     assert (tmp_path / "plot.png").stat().st_size > 0
+    assert "balanced_efficiency_purity" in entry and entry["predict_s"] is not None
+    # run again: trained and predicted already, so the scores come from the kept predictions file
+    assert downsampling.main(argv) == 0
+    again = json.loads(results.read_text())["trained"]["variants"]["max+spread-rms"]
+    assert again["predict_s"] is None and again["hit_beam_efficiency"] == entry["hit_beam_efficiency"]
+
+
+def test_balance_point_interpolates_where_efficiency_meets_purity(monkeypatch):
+    import working_point
+
+    def linear_curve(events, predictions, thresholds):
+        # efficiency 1 - t, purity 0.5 + t / 2: they meet at t = 1/3, both 2/3 (linear, so interpolation is exact)
+        return {"points": [{"beam_threshold": float(t), "beam_efficiency": 1.0 - t, "beam_purity": 0.5 + t / 2}
+                           for t in thresholds]}
+
+    monkeypatch.setattr(working_point, "working_points", linear_curve)
+    point = downsampling.balance_point(Path("e.h5"), Path("p.h5"))
+    assert point == {"balanced_efficiency_purity": pytest.approx(2 / 3, abs=1e-4), "balanced_threshold": pytest.approx(1 / 3, abs=1e-3)}
+
+    def never_meet(events, predictions, thresholds):
+        return {"points": [{"beam_threshold": float(t), "beam_efficiency": 0.2, "beam_purity": 0.9} for t in thresholds]}
+
+    monkeypatch.setattr(working_point, "working_points", never_meet)
+    assert downsampling.balance_point(Path("e.h5"), Path("p.h5")) == {"balanced_efficiency_purity": None, "balanced_threshold": None}
