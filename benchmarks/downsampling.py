@@ -221,14 +221,16 @@ def balance_point(events_path: Path, predictions_path: Path) -> dict:
     points = working_points(events_path, predictions_path, np.round(np.arange(0.02, 0.985, 0.01), 2))["points"]
     gap = np.array([p["beam_efficiency"] - p["beam_purity"] for p in points])  # falls as t rises
     crossing = np.flatnonzero((gap[:-1] >= 0) & (gap[1:] < 0))
+    curve = {"working_points": [[p["beam_threshold"], round(p["beam_efficiency"], 4), round(p["beam_purity"], 4)]
+                                for p in points]}  # [threshold, efficiency, purity]: the plot's curves
     if len(crossing) == 0:
-        return {"balanced_efficiency_purity": None, "balanced_threshold": None}
+        return {"balanced_efficiency_purity": None, "balanced_threshold": None, **curve}
     k = int(crossing[0])
     w = gap[k] / (gap[k] - gap[k + 1])
     lo, hi = points[k], points[k + 1]
     value = (1 - w) * lo["beam_efficiency"] + w * hi["beam_efficiency"]
     return {"balanced_efficiency_purity": round(float(value), 4),
-            "balanced_threshold": round(float((1 - w) * lo["beam_threshold"] + w * hi["beam_threshold"]), 3)}
+            "balanced_threshold": round(float((1 - w) * lo["beam_threshold"] + w * hi["beam_threshold"]), 3), **curve}
 
 
 def score_variant(name: str, run: Path, args: argparse.Namespace) -> dict:
@@ -278,7 +280,9 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    trained = results.get("trained", {}).get("variants", {})
+    fig, axes = plt.subplots(1, 2 if trained else 1, figsize=(12.4 if trained else 6.4, 4.8), squeeze=False)
+    ax = axes[0, 0]
     colours = dict(zip(VARIANTS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     markers = ["o", "s", "^", "D"]
     sizes = sorted({row["size"] for row in results.get("rows", [])})
@@ -293,18 +297,31 @@ def plot(results: dict, path: Path) -> None:
             ax.scatter([], [], color=colours[name], marker="o", label=name)
     for k, size in enumerate(sizes):
         ax.scatter([], [], color="grey", marker=markers[k % len(markers)], label=f"oracle {size}×{size}")
-    trained = results.get("trained", {}).get("variants", {})
-    for name, entry in trained.items():
-        if entry["hit_beam_purity"] is None:
-            continue
-        ax.scatter(entry["hit_beam_purity"], entry["hit_beam_efficiency"], color=colours.get(name, "k"), marker="x", s=60)
-    if trained:
-        ax.scatter([], [], color="grey", marker="x", label=f"trained model {results['trained']['size']}")
     ax.set_xlabel("hit-level beam purity")
     ax.set_ylabel("hit-level beam efficiency")
     ax.set_title(f"Every hit given its pixel's truth class ({results.get('n_events', '?')} events)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    if results.get("rows"):
+        ax.legend(fontsize=8, loc="lower left")
+    if trained:
+        ax = axes[0, 1]
+        for name, entry in trained.items():
+            curve = np.array(entry.get("working_points") or [], dtype=float).reshape(-1, 3)
+            ax.plot(curve[:, 2], curve[:, 1], color=colours.get(name, "k"), lw=1.2,
+                    label=f"{name}: {entry.get('balanced_efficiency_purity')}")
+            if entry["hit_beam_purity"] is not None:
+                ax.scatter(entry["hit_beam_purity"], entry["hit_beam_efficiency"], color=colours.get(name, "k"), marker="x", s=40)
+        lims = [0.5, 1.0]
+        ax.plot(lims, lims, color="grey", lw=0.6, ls=":")  # efficiency = purity: the balance points
+        ax.set_xlim(*lims)
+        ax.set_ylim(*lims)
+        ax.set_xlabel("hit-level beam purity")
+        ax.set_ylabel("hit-level beam efficiency")
+        info = results["trained"]
+        ax.set_title(f"A model per pooling, {info['size']}×{info['size']}, {info['cpu_budget_s']:.0f} CPU-s each: "
+                     f"P(beam) ≥ t over t (× argmax)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower left", title="efficiency = purity at", title_fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -165,10 +165,13 @@ def test_balance_point_interpolates_where_efficiency_meets_purity(monkeypatch):
 
     monkeypatch.setattr(working_point, "working_points", linear_curve)
     point = downsampling.balance_point(Path("e.h5"), Path("p.h5"))
+    assert point.pop("working_points")[0] == [0.02, 0.98, 0.51]
     assert point == {"balanced_efficiency_purity": pytest.approx(2 / 3, abs=1e-4), "balanced_threshold": pytest.approx(1 / 3, abs=1e-3)}
 
     def never_meet(events, predictions, thresholds):
         return {"points": [{"beam_threshold": float(t), "beam_efficiency": 0.2, "beam_purity": 0.9} for t in thresholds]}
 
     monkeypatch.setattr(working_point, "working_points", never_meet)
-    assert downsampling.balance_point(Path("e.h5"), Path("p.h5")) == {"balanced_efficiency_purity": None, "balanced_threshold": None}
+    point = downsampling.balance_point(Path("e.h5"), Path("p.h5"))
+    assert len(point.pop("working_points")) == 97
+    assert point == {"balanced_efficiency_purity": None, "balanced_threshold": None}
