@@ -28,7 +28,7 @@ from scipy import ndimage
 
 from protoseg.errors import InputError
 from protoseg.events import open_events
-from protoseg.fileio import atomic_output
+from protoseg.fileio import write_json
 from protoseg.images import pixel_indices
 
 DEFAULT_DISTANCES_PX = (10, 20, 40, 80, 120)
@@ -120,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         d = "none" if point["max_distance_px"] is None else f"{point['max_distance_px']:.0f} px"
         print(f"{d:>12} {point['pixel_beam_iou']:>15.4f} {point['hit_beam_efficiency']:>15.4f} {point['hit_beam_purity']:>11.4f}")
     if args.results:
-        with atomic_output(args.results, suffix=".json") as tmp:
-            tmp.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(args.results, result)
     return 0
 
 

@@ -20,7 +20,6 @@ primary left no hit are skipped (counted). ::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from scipy.spatial import cKDTree
 
 from protoseg.detector import ARGON, READOUT
 from protoseg.events import open_events
-from protoseg.fileio import atomic_output
+from protoseg.fileio import write_json
 from protoseg.images import credited_particle_rows, particle_rows
 
 BEAM, NOT_BEAM, NOISE = 1, 2, 0
@@ -150,8 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     result = origins(args.events, args.predictions)
     print_table(result)
     if args.results:
-        with atomic_output(args.results, suffix=".json") as tmp:
-            tmp.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(args.results, result)
     return 0
 
 

@@ -329,9 +329,11 @@ def plot(results: dict, path: Path) -> None:
 
 
 def write(results: dict, args: argparse.Namespace) -> None:
+    from protoseg.fileio import write_json
+
     path = Path(args.results)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=1) + "\n")
+    write_json(path, results)
     if args.plot:
         plot(results, Path(args.plot))
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from protoseg.errors import InputError
 from protoseg.events import open_events
-from protoseg.fileio import atomic_output
+from protoseg.fileio import write_json
 from protoseg.images import pixel_indices
 
 DEFAULT_THRESHOLDS = tuple(np.round(np.arange(0.30, 0.801, 0.05), 2))
@@ -96,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     for point in result["points"]:
         print(f"{point['beam_threshold']:>11.2f} {point['beam_efficiency']:>11.4f} {point['beam_purity']:>8.4f}")
     if args.results:
-        with atomic_output(args.results, suffix=".json") as tmp:
-            tmp.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(args.results, result)
     return 0
 
 

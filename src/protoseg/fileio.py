@@ -10,7 +10,7 @@ from pathlib import Path
 
 from protoseg.errors import InputError
 
-__all__ = ["atomic_output", "atomic_folder", "check_readable", "open_h5_checked", "closed_if_corrupt"]
+__all__ = ["atomic_output", "write_json", "atomic_folder", "check_readable", "open_h5_checked", "closed_if_corrupt"]
 
 
 @contextlib.contextmanager
@@ -40,6 +40,14 @@ def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def write_json(path: str | Path, data) -> None:
+    """``data`` as indented JSON at ``path``, written atomically (a result file is whole or absent)."""
+    import json
+
+    with atomic_output(path, suffix=".json") as tmp:
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
 
 
 @contextlib.contextmanager
