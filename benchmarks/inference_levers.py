@@ -28,12 +28,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from protoseg.data import normalise
 from protoseg.errors import InputError
 from protoseg.fileio import write_json
 from protoseg.images.imagefile import open_images
 from protoseg.loading import load_model
-from protoseg.predictor import batch_slices, check_classes
+from protoseg.metrics import confusion_matrix, summarize
+from protoseg.predictor import Predictor, batch_slices, check_classes
 
 
 def parse_average(text: str) -> tuple[str, list[tuple[str, float]]]:
@@ -96,43 +96,39 @@ def held_pixels(h: int, w: int, dy: int, dx: int) -> torch.Tensor:
     return held
 
 
-@torch.inference_mode()
-def shifted_probabilities(model: torch.nn.Module, x: torch.Tensor, shifts: list[tuple[int, int]]) -> torch.Tensor:
-    """Softmax [N, C, H, W] averaged over the shifted copies of ``x`` that hold each pixel."""
+def shifted_probabilities(predictor: Predictor, adc: np.ndarray, shifts: list[tuple[int, int]]) -> np.ndarray:
+    """Softmax [N, C, H, W] of raw images ``adc`` [N, H, W], averaged over the shifted copies that hold each pixel.
+
+    The raw image is shifted, so the network sees what ``predict`` would give it for that image (with
+    ``max`` normalisation a shift can drop the brightest pixel and rescale the rest; ``log`` is per pixel).
+    """
+    raw = torch.from_numpy(np.ascontiguousarray(adc, np.float32))[:, None]
     total, count = 0.0, 0.0
     for dy, dx in shifts:
-        prob = shift(model(shift(x, dy, dx)).float().softmax(1), -dy, -dx)
-        held = held_pixels(x.shape[2], x.shape[3], dy, dx)
-        total, count = total + prob * held, count + held
-    return total / count
+        prob = torch.from_numpy(predictor.probabilities(shift(raw, dy, dx)[:, 0].numpy()))
+        held = held_pixels(raw.shape[2], raw.shape[3], dy, dx)
+        total, count = total + shift(prob, -dy, -dx) * held, count + held
+    return (total / count).numpy()
 
 
-def decide(prob: np.ndarray, beam: int, threshold: float | None) -> np.ndarray:
-    """Class per pixel: beam where P(beam) >= threshold, else the most probable other class (argmax if None)."""
-    if threshold is None:
-        return prob.argmax(1)
-    others = prob.copy()
-    others[:, beam] = -1.0
-    return np.where(prob[:, beam] >= threshold, beam, others.argmax(1))
-
-
-def scores(confusion: np.ndarray, beam: int) -> dict:
-    c = confusion.astype(np.float64)
-    tp = np.diag(c)
-    iou = tp / (c.sum(0) + c.sum(1) - tp)
-    return {"iou": [round(float(v), 5) for v in iou], "miou": round(float(iou.mean()), 5),
-            "beam_recall": round(float(c[beam, beam] / c[beam].sum()), 5),
-            "beam_precision": round(float(c[beam, beam] / c[:, beam].sum()), 5), "confusion": confusion.tolist()}
+def scores(confusion: torch.Tensor, classes: list[str]) -> dict:
+    """IoU per class, mIoU, beam recall and precision of a pooled confusion matrix (``protoseg.metrics.summarize``)."""
+    summary = summarize(confusion, classes)
+    beam = classes.index("beam")
+    return {"iou": [round(v, 5) for v in summary["iou"]], "miou": round(summary["miou"], 5),
+            "beam_recall": round(summary["recall"][beam], 5), "beam_precision": round(summary["precision"][beam], 5),
+            "confusion": summary["confusion"]}
 
 
 def measure(images_path: Path, split: str, variants: dict[str, torch.nn.Module], shift_sets: dict[str, list],
             batch_size: int = 4) -> dict:
-    first = next(iter(variants.values()))
-    card = first.card
+    """Every variant × shift set, decided at argmax and at the first variant's card working point."""
+    card = next(iter(variants.values())).card
     classes = list(card["classes"])
-    beam = classes.index("beam")
     threshold = (card.get("decision") or {}).get("beam_threshold")
-    points = {"argmax": None} | ({f"P(beam)>={threshold}": float(threshold)} if threshold is not None else {})
+    points = {"argmax": "argmax"} | ({f"P(beam)>={threshold}": float(threshold)} if threshold is not None else {})
+    predictors = {(v, p): Predictor(model, batch_size=batch_size, beam_threshold=t)
+                  for v, model in variants.items() for p, t in points.items()}
     images = open_images(images_path)
     try:
         check_classes(classes, list(images.class_names), images_path)
@@ -142,24 +138,23 @@ def measure(images_path: Path, split: str, variants: dict[str, torch.nn.Module],
         if len(index) == 0:
             raise InputError(f"the {split} split is empty", images_path)
         n = len(classes)
-        confusion = {(v, s, p): np.zeros((n, n), np.int64) for v in variants for s in shift_sets for p in points}
+        confusion = {(v, s, p): torch.zeros((n, n), dtype=torch.int64) for v in variants for s in shift_sets for p in points}
         seconds = {(v, s): 0.0 for v in variants for s in shift_sets}
         for part in batch_slices(len(index), batch_size):
             adc, label = images.read(index[part])
-            x = torch.from_numpy(np.ascontiguousarray(normalise(adc.astype(np.float32), card["input"]["normalisation"]), np.float32))[:, None]
-            truth = label.astype(np.int64).ravel()
-            for v, model in variants.items():
+            truth = torch.from_numpy(label.astype(np.int64))
+            for v in variants:
                 for s, shifts in shift_sets.items():
                     start = time.perf_counter()
-                    prob = shifted_probabilities(model, x, shifts).numpy()
+                    prob = shifted_probabilities(predictors[(v, "argmax")], adc, shifts)
                     seconds[(v, s)] += time.perf_counter() - start
-                    for p, t in points.items():
-                        pred = decide(prob, beam, t).ravel()
-                        confusion[(v, s, p)] += np.bincount(truth * n + pred, minlength=n * n).reshape(n, n)
+                    for p in points:  # every working point decided from the same probabilities
+                        pred = torch.from_numpy(predictors[(v, p)].decide(prob).astype(np.int64))
+                        confusion[(v, s, p)] += confusion_matrix(pred, truth, n)
     finally:
         images.close()
     rows = [{"variant": v, "shifts": s, "shift_pixels": shift_sets[s], "decision": p,
-             "seconds_per_image": round(seconds[(v, s)] / len(index), 3), **scores(confusion[(v, s, p)], beam)}
+             "seconds_per_image": round(seconds[(v, s)] / len(index), 3), **scores(confusion[(v, s, p)], classes)}
             for v in variants for s in shift_sets for p in points]
     return {"images": str(images_path), "split": split, "n_images": int(len(index)), "classes": classes,
             "torch_threads": torch.get_num_threads(), "rows": rows}

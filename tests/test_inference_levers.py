@@ -9,6 +9,7 @@ import torch
 
 from protoseg.evaluation import evaluate
 from protoseg.inference import load_model
+from protoseg.predictor import Predictor
 from test_inference import tiny_images, tiny_weights
 
 SPEC = importlib.util.spec_from_file_location("inference_levers", Path(__file__).parents[1] / "benchmarks" / "inference_levers.py")
@@ -59,14 +60,16 @@ def test_average_is_the_weighted_mean_of_every_float_tensor(tmp_path):
 
 
 def test_shifted_probabilities_are_the_mean_over_the_copies_that_hold_a_pixel(tmp_path):
-    model = load_model(tiny_weights(tmp_path / "run"))
-    x = torch.from_numpy(np.random.default_rng(3).uniform(0, 1, (1, 1, 32, 32)).astype(np.float32))
-    with torch.inference_mode():
-        plain = model(x).softmax(1)
-        moved = levers.shift(model(levers.shift(x, 4, 0)).softmax(1), -4, 0)
-    averaged = levers.shifted_probabilities(model, x, [(0, 0), (4, 0)])
-    assert torch.allclose(averaged[:, :, :28], (plain[:, :, :28] + moved[:, :, :28]) / 2, atol=1e-6)
-    assert torch.allclose(averaged[:, :, 28:], plain[:, :, 28:], atol=1e-6)  # only the unshifted copy holds the last rows
+    predictor = Predictor(load_model(tiny_weights(tmp_path / "run")))
+    adc = np.where(np.random.default_rng(3).random((1, 32, 32)) < 0.2, 100.0, 0.0).astype(np.float32)
+    adc[0, 5, 5] = 500.0  # the brightest pixel stays in the shifted copy, so max normalisation is the same
+    plain = predictor.probabilities(adc)
+    moved = np.zeros_like(plain)
+    moved[:, :, :28] = predictor.probabilities(np.pad(adc, ((0, 0), (4, 0), (0, 0)))[:, :32])[:, :, 4:]
+    averaged = levers.shifted_probabilities(predictor, adc, [(0, 0), (4, 0)])
+    assert np.allclose(averaged[:, :, :28], (plain[:, :, :28] + moved[:, :, :28]) / 2, atol=1e-6)
+    assert np.allclose(averaged[:, :, 28:], plain[:, :, 28:], atol=1e-6)  # only the unshifted copy holds the last rows
+    assert not np.allclose(averaged, plain, atol=1e-4)  # the shifted copy did change the answer
 
 
 @pytest.mark.parametrize("argument", [["--average", "x=default:0.5"], ["--shifts", "s=1;2"]])

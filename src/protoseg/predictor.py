@@ -74,13 +74,17 @@ class Predictor:
     def predict(self, adc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(pred uint8 [B, H, W], prob float32 [B, C, H, W]) for raw images [B, H, W]."""
         prob = self.probabilities(adc)
+        return self.decide(prob), prob
+
+    def decide(self, prob: np.ndarray) -> np.ndarray:
+        """Class per pixel, uint8 [B, H, W], from probabilities [B, C, H, W] at this predictor's working point."""
         if self.beam_threshold is None:
-            return prob.argmax(1).astype(np.uint8), prob
+            return prob.argmax(1).astype(np.uint8)
         beam = self.class_names.index("beam")
         others = prob.copy()
         others[:, beam] = -1.0
         pred = np.where(prob[:, beam] >= self.beam_threshold, beam, others.argmax(1))
-        return pred.astype(np.uint8), prob
+        return pred.astype(np.uint8)
 
 
 def check_classes(model_classes: list[str], data_classes: list[str], source: Path) -> None:
