@@ -34,6 +34,44 @@ COMMANDS: dict[str, str] = {
 _NETWORK_COMMANDS = {"train", "evaluate", "predict", "export", "demo"}
 
 
+def version_text() -> str:
+    """What ``protoseg --version`` prints: the package version, then each shipped model with its model version.
+
+    Reads the model cards (``protoseg/pretrained/NAME.json``) as plain JSON, so it needs neither torch nor
+    the weights; a card without ``model_version`` (a model shipped before model versions) shows ``unversioned``.
+    """
+    import json
+    from pathlib import Path
+
+    lines = [f"protoseg {__version__}"]
+    pretrained = Path(__file__).parent / "pretrained"
+    names = sorted(p.stem for p in pretrained.glob("*.safetensors"))
+    if not names:
+        lines.append("no shipped models in this installation")
+        return "\n".join(lines)
+    lines.append("shipped models:")
+    width = max(len(name) for name in names)
+    for name in names:
+        try:
+            card = json.loads((pretrained / f"{name}.json").read_text(encoding="utf-8"))
+            version = str(card.get("model_version") or "unversioned") if isinstance(card, dict) else "unreadable card"
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            version = "unreadable card"
+        lines.append(f"  {name:<{width}}  {version}")
+    return "\n".join(lines)
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: print :func:`version_text` and exit 0 (argparse's own action takes a fixed string)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(version_text())
+        parser.exit(0)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that exits 2 with one line (its default prints usage too, which is fine) and no traceback."""
 
@@ -47,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="protoseg",
         description="Beam / not-beam segmentation of ProtoDUNE-SP events with FC-DenseNet (Tiramisu).",
     )
-    parser.add_argument("--version", action="version", version=f"protoseg {__version__}")
+    parser.add_argument("--version", action=_VersionAction, help="print the protoseg version and the shipped models' versions, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)

@@ -15,7 +15,9 @@ per hit of that entry in the input tree's hit order (every plane):
 
 An analysis reads it as a friend of the input tree (``tree->AddFriend("protoseg", "predictions.root")``,
 then ``protoseg.hit_class[i]`` is the class of hit ``i``). The file also holds ``protoseg_classes`` (a
-TObjString: the class names as JSON, in class-number order).
+TObjString: the class names as JSON, in class-number order), ``protoseg_version`` (TObjString: the protoseg
+version that wrote it) and, when the caller names it, ``protoseg_model_version`` (TObjString: the
+``model_version`` of the model card of the network that made the predictions).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from protoseg.errors import InputError
+from protoseg.version import __version__
 
 __all__ = ["TREE_NAME", "NOT_IMPORTED", "probability_branch_names", "FriendTreeWriter"]
 
@@ -53,10 +56,12 @@ class FriendTreeWriter:
     """Write the ``protoseg`` tree into ``path`` (an open temporary file: the caller renames it on success).
 
     ``append`` takes the events in the order of the input tree's entries, each with the predictions of
-    its imported hits and where those hits sit in the entry.
+    its imported hits and where those hits sit in the entry. ``model_version`` (the model card's
+    ``model_version``, if it has one) is written as the TObjString ``protoseg_model_version``.
     """
 
-    def __init__(self, path: str | Path, class_names: Sequence[str], n_entries: int, source: Path) -> None:
+    def __init__(self, path: str | Path, class_names: Sequence[str], n_entries: int, source: Path,
+                 model_version: str | None = None) -> None:
         import awkward as ak
         import uproot
 
@@ -67,6 +72,9 @@ class FriendTreeWriter:
         shape = ", ".join([f'"{self._fields[0]}": int32'] + [f'"{f}": float32' for f in self._fields[1:]])
         self._file = uproot.recreate(path)
         self._file["protoseg_classes"] = json.dumps(self.class_names)
+        self._file["protoseg_version"] = __version__
+        if model_version is not None:
+            self._file["protoseg_model_version"] = str(model_version)
         self._tree = self._file.mktree(
             TREE_NAME,
             {"protoseg_event_id": np.int64, "hit": ak.types.from_datashape(f"var * {{{shape}}}", highlevel=False)},
