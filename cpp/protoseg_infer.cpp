@@ -1,6 +1,12 @@
-// protoseg_infer: class probabilities of images with an exported protoseg model, from C++.
+// protoseg_infer: class probabilities of images (or of hits) with an exported protoseg model, from C++.
 //
 //   protoseg_infer MODEL.pt INPUT.npy OUTPUT.npy [--normalise none|max|log] [--threads N]
+//   protoseg_infer MODEL.pt HITS.npy OUTPUT.npy --hits [--threads N]
+//
+// --hits: MODEL.pt is a hit-level model (`protoseg export` of a sparse_unet model); HITS.npy holds one
+// event's collection hits as float32 [n, 4] with the columns wire (0..1439, global: wire + 480 x APA),
+// peak tick (0..5999), integral (ADC*tick) and rms (ticks); OUTPUT.npy gets float32 [n, C], the class
+// probabilities of each hit in the input's order. The model builds its sites itself.
 //
 // MODEL.pt is `protoseg export MODEL --format torchscript -o MODEL.pt`: it takes [N, 1, H, W] float32
 // and returns softmax probabilities [N, C, H, W], any N, H and W. INPUT.npy holds float32 images
@@ -52,7 +58,7 @@ std::string header_field(const std::string& header, const std::string& key, cons
 }
 
 // Read a little-endian float32 .npy file (format versions 1-3, C order) into a tensor [N, 1, H, W].
-torch::Tensor read_npy(const std::string& path) {
+torch::Tensor read_npy(const std::string& path, bool hits) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) fail(path, std::filesystem::exists(path) ? "cannot be read" : "no such file");
   const std::uint64_t file_size = in.tellg();
@@ -88,6 +94,25 @@ torch::Tensor read_npy(const std::string& path) {
       count = shape.back() > 0 && count > file_size / shape.back() ? file_size + 1 : count * shape.back();
     }
     i = next + 1;
+  }
+  if (hits) {
+    if (shape.size() != 2 || shape[1] != 4) fail(path, "shape " + dims + ", expected hits [n, 4]: wire, tick, integral, rms");
+    const std::uint64_t hit_data = start + header_size;
+    if (file_size - hit_data != count * 4)
+      fail(path, "holds " + std::to_string(file_size - hit_data) + " bytes of data, shape " + dims + " needs " +
+                     (count > file_size ? "more" : std::to_string(count * 4)) + " (truncated or damaged)");
+    torch::Tensor table = torch::empty({shape[0], 4}, torch::kFloat32);
+    in.seekg(hit_data);
+    in.read(reinterpret_cast<char*>(table.data_ptr<float>()), count * 4);
+    if (!in) fail(path, "read failed");
+    // The checks protoseg's Python applies to hits: finite values inside the readout.
+    const auto wire = table.select(1, 0), tick = table.select(1, 1), integral = table.select(1, 2), rms = table.select(1, 3);
+    if (!torch::isfinite(table).all().item<bool>()) fail(path, "holds a NaN or infinite value");
+    if ((wire < 0).any().item<bool>() || (wire > 1439).any().item<bool>() || (wire != torch::floor(wire)).any().item<bool>())
+      fail(path, "wire outside the 1440 collection wires 0..1439 (or not a whole number)");
+    if ((tick < 0).any().item<bool>() || (tick >= 6000).any().item<bool>()) fail(path, "tick outside the readout window [0, 6000)");
+    if ((integral < 0).any().item<bool>() || (rms < 0).any().item<bool>()) fail(path, "negative integral or rms");
+    return table;
   }
   // The network takes one plane: [H, W] and [N, H, W] gain the missing axes, [N, 1, H, W] is as is.
   if (shape.size() == 4 && shape[1] == 1) shape.erase(shape.begin() + 1);
@@ -148,7 +173,12 @@ torch::Tensor normalise(torch::Tensor x, const std::string& method) {
 int run(const std::vector<std::string>& args) {
   std::vector<std::string> files;
   std::string method = "none";
+  bool hits = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--hits") {
+      hits = true;
+      continue;
+    }
     if ((args[i] == "--normalise" || args[i] == "--threads") && i + 1 == args.size()) fail(args[i], "needs a value");
     if (args[i] == "--normalise") {
       method = args[++i];
@@ -162,11 +192,13 @@ int run(const std::vector<std::string>& args) {
       files.push_back(args[i]);
     }
   }
-  if (files.size() != 3) fail("usage", "protoseg_infer MODEL.pt INPUT.npy OUTPUT.npy [--normalise none|max|log] [--threads N]");
+  if (files.size() != 3)
+    fail("usage", "protoseg_infer MODEL.pt INPUT.npy OUTPUT.npy [--normalise none|max|log] [--threads N], or MODEL.pt HITS.npy OUTPUT.npy --hits");
+  if (hits && method != "none") fail("--normalise", "applies to images; a hit-level model takes raw hits (--hits)");
   const std::string &model_path = files[0], &input_path = files[1], &output_path = files[2];
 
   // Check the input before the (slower) model load, so a bad image is refused at once.
-  const torch::Tensor image = normalise(read_npy(input_path), method);
+  const torch::Tensor image = hits ? read_npy(input_path, true) : normalise(read_npy(input_path, false), method);
   if (!std::filesystem::is_regular_file(model_path)) fail(model_path, "no such file");
   torch::jit::script::Module model;
   try {
@@ -189,6 +221,13 @@ int run(const std::vector<std::string>& args) {
   const auto wrong = [&](const std::string& got) { fail(model_path, "returned " + got + ", expected probabilities [N, C, H, W] matching the input"); };
   if (!output.isTensor()) wrong("a " + output.tagKind());
   const torch::Tensor probabilities = output.toTensor();
+  if (hits) {
+    if (probabilities.dim() != 2 || probabilities.size(0) != image.size(0))
+      fail(model_path, "returned shape " + c10::str(probabilities.sizes()) + ", expected probabilities [n, C], one row per hit");
+    write_npy(output_path, probabilities);
+    std::cout << "wrote " << output_path << ": probabilities " << probabilities.sizes() << "\n";
+    return 0;
+  }
   if (probabilities.dim() != 4 || probabilities.size(0) != image.size(0) || probabilities.size(2) != image.size(2) ||
       probabilities.size(3) != image.size(3))
     wrong("shape " + c10::str(probabilities.sizes()));

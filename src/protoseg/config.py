@@ -36,12 +36,17 @@ DEFAULTS: dict[str, Any] = {
     # architecture and classes, instead of a random initialisation; null = random. (Fine-tuning.)
     "init_from": None,
     "data": {
-        "path": None,  # image file (protoseg-images)
+        "path": None,  # image file (protoseg-images), or events file (protoseg-events) for a hit-level model
         "normalisation": "max",  # see protoseg.data.normalise
         "augment": False,
         "crop_size": None,  # [H, W] random crops for training, or null for whole images
         "batch_size": 2,
         "num_workers": 0,
+        # Hit-level networks (events files): the last N events of data.path validate, unless
+        # data.validation_path names an events file of its own; label_scheme as for images.
+        "validation_events": 100,
+        "validation_path": None,
+        "label_scheme": "beam3",
     },
     "model": {"name": "fcdensenet103", "memory_efficient": False},
     "loss": {"name": "ce"},
@@ -91,6 +96,7 @@ DEFAULTS: dict[str, Any] = {
 
 _CHOICES: dict[str, tuple] = {
     "optim.name": ("adam", "adamw", "sgd"),
+    "data.label_scheme": ("beam3", "species"),
     "optim.schedule": ("none", "plateau", "cosine", "onecycle"),
     "optim.plateau_monitor": ("val_loss", "val_miou"),
     "trainer.precision": ("32", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64"),
@@ -103,6 +109,7 @@ _RANGES: dict[str, tuple[float, float | None, bool]] = {
     "seed": (0, 2**32 - 1, True),
     "data.batch_size": (1, None, True),
     "data.num_workers": (0, None, True),
+    "data.validation_events": (1, None, True),
     "optim.lr": (0.0, 10.0, False),
     "optim.weight_decay": (0.0, 1.0, True),
     "optim.momentum": (0.0, 1.0, True),
@@ -290,7 +297,7 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
             raise InputError(f"configuration 'data.crop_size' = {crop!r} must be null or [height, width] in pixels")
     if config["init_from"] is not None and (not isinstance(config["init_from"], str) or not config["init_from"]):
         raise InputError(f"configuration 'init_from' = {config['init_from']!r} must be a model (run folder, weights file or shipped name) or null")
-    for key in ("path",):
+    for key in ("path", "validation_path"):
         value = config["data"][key]
         if value is not None and not isinstance(value, str):
             raise InputError(f"configuration 'data.{key}' = {value!r} must be a file name")

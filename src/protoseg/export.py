@@ -20,7 +20,7 @@ import torch
 from protoseg.errors import InputError
 from protoseg.fileio import atomic_output
 
-__all__ = ["FORMATS", "TOLERANCE", "Probabilities", "ExportResult", "export_model", "sample_input"]
+__all__ = ["FORMATS", "TOLERANCE", "Probabilities", "ExportResult", "export_model", "sample_input", "sample_hits"]
 
 FORMATS = ("torchscript", "onnx", "safetensors")
 TOLERANCE = 1e-4
@@ -148,6 +148,10 @@ def export_model(model: torch.nn.Module, fmt: str, output: str | Path, opset: in
         path, _ = write_weights(model, card, output)
         return ExportResult(path, fmt, {}, tolerance)
 
+    from protoseg.hits.inference import is_hit_card
+
+    if is_hit_card(card):
+        return _export_hit_model(model, card, fmt, output, opset, tolerance)
     divisor = size_divisor(model)
     module = Probabilities(model).eval()
     samples = [sample_input(divisor, h, w, batch=b, seed=i) for i, (b, h, w) in enumerate(_check_sizes(divisor))]
@@ -171,4 +175,60 @@ def export_model(model: torch.nn.Module, fmt: str, output: str | Path, opset: in
         export_info = {"format": fmt, "output": "softmax probabilities [N, C, H, W]", "max_abs_diff": diffs, "tolerance": tolerance}
         with atomic_output(Path(str(output) + ".json")) as tmp:
             Path(tmp).write_text(json.dumps({**card, "export": export_info}, indent=2) + "\n")
+    return ExportResult(output, fmt, diffs, tolerance)
+
+
+def sample_hits(n_hits: int, seed: int = 0) -> torch.Tensor:
+    """Event-like hits [n, 4] float32 (wire, tick, integral, rms): tracks of neighbouring wires plus scattered hits."""
+    rng = np.random.default_rng(seed)
+    n_track = n_hits // 2
+    start_wire, start_tick = rng.integers(0, 1300, 8), rng.uniform(0, 5000, 8)
+    which = rng.integers(0, 8, n_track)
+    step = rng.integers(0, 120, n_track)
+    wire = np.concatenate([start_wire[which] + step, rng.integers(0, 1440, n_hits - n_track)])
+    tick = np.concatenate([start_tick[which] + step * rng.uniform(2, 9, 8)[which], rng.uniform(0, 6000, n_hits - n_track)])
+    hits = np.stack([np.clip(wire, 0, 1439), np.clip(tick, 0, 5999.5), rng.exponential(400.0, n_hits), rng.uniform(1.5, 6.0, n_hits)], axis=1)
+    return torch.from_numpy(hits.astype(np.float32))
+
+
+def _export_hit_model(model: torch.nn.Module, card: dict[str, Any], fmt: str, output: Path, opset: int, tolerance: float) -> ExportResult:
+    """Export a hit-level network as hits [n, 4] → probabilities [n, C] (protoseg.hits.export), checked on two events
+    against protoseg's own Python path (numpy sites + the network)."""
+    from protoseg.hits.export import HIT_COLUMNS_EXPORTED, HitsToProbabilities
+    from protoseg.hits.inference import HitPredictor
+
+    if fmt != "torchscript":
+        # The graph's sizes depend on the data (the number of sites is torch.unique's output): torch 2.13's
+        # ONNX exporter (torch.export, dynamo) stops at "GuardOnDataDependentSymNode: Could not guard on
+        # data-dependent expression u0 > 0". LArSoft loads TorchScript, which has no such limit.
+        raise InputError("a hit-level model exports to TorchScript only (--format torchscript): the number of sites is "
+                         "data-dependent (torch.unique), which torch.export / the ONNX exporter cannot trace", output)
+    module = HitsToProbabilities(model, int(card["input"]["grid"]["ticks_per_row"]), list(card["input"]["features"])).eval()
+    predictor = HitPredictor(model, beam_threshold="argmax")
+    samples = [sample_hits(n, seed=i) for i, n in enumerate((3000, 1777))]
+    with atomic_output(output, suffix=output.suffix or ".tmp") as tmp:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                scripted = torch.jit.freeze(torch.jit.script(module))
+                torch.jit.save(scripted, str(tmp))
+                loaded = torch.jit.load(str(tmp), map_location="cpu")
+            diffs = {}
+            for x in samples:
+                columns = {name: x[:, k].numpy() for k, name in enumerate(HIT_COLUMNS_EXPORTED)}
+                columns["wire"] = columns["wire"].astype(np.uint16)
+                with torch.inference_mode():
+                    got = loaded(x).numpy()
+                diffs[f"{len(x)} hits"] = float(np.max(np.abs(got - predictor.hit_probabilities(columns))))
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(f"{fmt} export failed: {exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}", output) from None
+        worst = max(diffs.values())
+        if not np.isfinite(worst) or worst > tolerance:
+            raise InputError(f"{fmt} export differs from PyTorch by {worst:.3g} (> {tolerance:g}); not written", output)
+    export_info = {"format": fmt, "input": "hits [n, 4] float32: wire (0..1439), peak tick (0..5999), integral (ADC*tick), rms (ticks)",
+                   "output": "softmax probabilities [n, C], one row per hit", "max_abs_diff": diffs, "tolerance": tolerance}
+    with atomic_output(Path(str(output) + ".json")) as tmp:
+        Path(tmp).write_text(json.dumps({**card, "export": export_info}, indent=2) + "\n")
     return ExportResult(output, fmt, diffs, tolerance)

@@ -127,6 +127,17 @@ def predict_file(
 
     input_path, output_path = Path(input_path), Path(output_path)
     fmt = _file_format(input_path)
+    from protoseg.hits.inference import is_hit_card, predict_events_file
+
+    if is_hit_card(getattr(model, "card", {})):
+        if fmt != "protoseg-events":
+            raise InputError(f"is a '{fmt}' file; a hit-level model reads the hits of an events file "
+                             "(protoseg simulate / import-root)", input_path)
+        if split is not None:
+            raise InputError("--split applies to image files; an events file has no splits", input_path)
+        return predict_events_file(model, input_path, output_path, device=device, displays_dir=displays_dir,
+                                   max_displays=max_displays, progress=progress, root_path=root_path,
+                                   beam_threshold=beam_threshold)
     if root_path is not None:
         root_path = Path(root_path)
         if fmt != "protoseg-events":

@@ -88,19 +88,39 @@ def model_card(
     ``trained_on`` describes the training machine and run (see :func:`training_machine`).
     """
     data_info = dict(data_info or {})
+    architecture = architecture_of(config, len(class_names), model)
+    from protoseg.models import is_hit_model
+
+    if is_hit_model(architecture["name"]):
+        from protoseg.models import model_spec
+
+        options = {**model_spec(architecture["name"]).defaults, **architecture["options"]}
+        inputs = {
+            "kind": "hits",
+            "shape": "coords [S, 3] int64 (event in batch, row, wire) and features [S, F] float32: the sites of "
+                     "an event's collection hits (protoseg.hits.sites)",
+            "grid": {"ticks_per_row": options.get("ticks_per_row", 6)},
+            "features": list(options.get("features", [])),
+            # the 2018 grid the hit classes are projected onto for pixel metrics and displays
+            "image": {"size": [320, 320], "pooling": "max", "label_scheme": data_info.get("label_scheme", "beam3")},
+        }
+        output = "logits [S, C], one row per site (protoseg.load_model); exported TorchScript gives softmax probabilities"
+    else:
+        inputs = {
+            "shape": "[N, 1, H, W] float32; any H and W (the network pads inside and crops back)",
+            "normalisation": config["data"]["normalisation"],
+            "image": {k: data_info[k] for k in IMAGE_KEYS if k in data_info},
+        }
+        output = "logits [N, C, H, W] (protoseg.load_model); exported TorchScript / ONNX give softmax probabilities"
     card = {
         "format": CARD_FORMAT,
         "version": 1,
         "protoseg_version": __version__,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "architecture": architecture_of(config, len(class_names), model),
+        "architecture": architecture,
         "classes": list(class_names),
-        "input": {
-            "shape": "[N, 1, H, W] float32; any H and W (the network pads inside and crops back)",
-            "normalisation": config["data"]["normalisation"],
-            "image": {k: data_info[k] for k in IMAGE_KEYS if k in data_info},
-        },
-        "output": "logits [N, C, H, W] (protoseg.load_model); exported TorchScript / ONNX give softmax probabilities",
+        "input": inputs,
+        "output": output,
         "training_data": {k: v for k, v in data_info.items() if k not in IMAGE_KEYS},
         "recipe": config,
         "metrics": dict(metrics or {}),

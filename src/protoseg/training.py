@@ -39,7 +39,7 @@ from protoseg.modelcards import (  # architecture_of, model_card, write_weights:
     write_weights,
 )
 
-__all__ = ["SegmentationModule", "RunClock", "TrainResult", "train", "training_machine", "build_model_from_card", "architecture_of", "model_card", "write_weights"]
+__all__ = ["SegmentationModule", "HitSegmentationModule", "RunClock", "TrainResult", "train", "training_machine", "build_model_from_card", "architecture_of", "model_card", "write_weights"]
 
 _RNG_KEY = "protoseg_rng_states"
 
@@ -120,6 +120,40 @@ class SegmentationModule(pl.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         return self(x).softmax(1)
+
+
+class HitSegmentationModule(SegmentationModule):
+    """A hit-level network (sparse, over the sites of events: ``protoseg.hits``) and its loss.
+
+    Batches are ``(coords [S, 3], features [S, F], labels [S])`` (``protoseg.hits.data.collate_sites``).
+    The image losses and metrics serve unchanged: the S sites are presented as one image of S × 1 pixels.
+    """
+
+    def forward(self, coords: torch.Tensor, features: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.model(coords, features)
+
+    @staticmethod
+    def _as_image(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return logits.t()[None, :, :, None], labels[None, :, None]
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        coords, features, labels = batch
+        logits, target = self._as_image(self(coords, features), labels)
+        loss = self.loss(logits, target)
+        n_events = int(coords[-1, 0]) + 1 if len(coords) else 0
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n_events, sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        coords, features, labels = batch
+        logits, target = self._as_image(self(coords, features), labels)
+        n_events = int(coords[-1, 0]) + 1 if len(coords) else 0
+        self.log("val_loss", self.loss(logits.float(), target), on_epoch=True, prog_bar=True, batch_size=n_events, sync_dist=True)
+        self.val_metrics.update(logits, target)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        coords, features = batch[0], batch[1]
+        return self(coords, features).softmax(1)
 
     # -- optimiser -------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
@@ -342,6 +376,61 @@ def _data_info(path: Path) -> tuple[list[str], dict[str, Any]]:
         return list(images.class_names), info
 
 
+def _file_format(path: Path) -> str:
+    import h5py
+
+    from protoseg.fileio import check_readable
+
+    check_readable(path)
+    try:
+        with h5py.File(path, "r") as handle:
+            found = handle.attrs.get("format")
+    except OSError:
+        raise InputError("not a readable HDF5 file (truncated or corrupt?)", path) from None
+    return found.decode() if isinstance(found, bytes) else str(found)
+
+
+def _hit_options(config: dict[str, Any]) -> tuple[Any, tuple[str, ...]]:
+    """The site grid and features a hit-level model of ``config`` reads (the registry's defaults filled in)."""
+    from protoseg.hits.sites import HitGrid, check_features
+    from protoseg.models import model_spec
+
+    options = {**model_spec(config["model"]["name"]).defaults, **config["model"]}
+    return HitGrid(int(options["ticks_per_row"])), check_features(options["features"])
+
+
+def _hit_data_info(path: Path, config: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """Class names and event settings of the events file(s) a hit-level model trains on."""
+    from protoseg.events import open_events
+    from protoseg.images.labels import LABEL_SCHEMES
+
+    data_cfg = config["data"]
+    for role, candidate in (("data.path", path), ("data.validation_path", data_cfg["validation_path"])):
+        if candidate is not None and _file_format(Path(candidate)) != "protoseg-events":
+            raise InputError(f"{role}: model {config['model']['name']!r} works on hits and trains on an events file "
+                             "(protoseg simulate / import-root), not on this file", candidate)
+    with open_events(path) as events:
+        sim = events.config
+    grid, features = _hit_options(config)
+    info = {"kind": "events", "file": str(path), "label_scheme": data_cfg["label_scheme"], "grid": grid.as_dict(),
+            "features": list(features), "seed": (sim.get("run") or {}).get("seed") if isinstance(sim.get("run"), dict) else None}
+    if data_cfg["validation_path"]:
+        info["validation_file"] = str(data_cfg["validation_path"])
+    else:
+        info["validation_events"] = int(data_cfg["validation_events"])
+    return list(LABEL_SCHEMES[data_cfg["label_scheme"]]), info
+
+
+def _hit_datamodule(path: Path, config: dict[str, Any]):
+    from protoseg.hits.data import HitDataModule
+
+    grid, features = _hit_options(config)
+    data_cfg = config["data"]
+    return HitDataModule(path, validation_events=data_cfg["validation_events"], validation_path=data_cfg["validation_path"],
+                         batch_size=data_cfg["batch_size"], num_workers=data_cfg["num_workers"], grid=grid, features=features,
+                         label_scheme=data_cfg["label_scheme"], seed=config["seed"])
+
+
 def _median_weights(path: Path, num_classes: int, block: int = 64) -> list[float]:
     """Median class-frequency weights of the training split (the 2018 study's weighting)."""
     from protoseg.images.balance import class_balance
@@ -465,7 +554,12 @@ def train(config: dict[str, Any], resume: bool = True) -> TrainResult:
     if not data_cfg["path"]:
         raise InputError("no training data: give --data IMAGES.h5 or set data.path in the configuration")
     data_path = Path(data_cfg["path"])
-    class_names, data_info = _data_info(data_path)
+    from protoseg.models import is_hit_model
+
+    hit_model = is_hit_model(config["model"]["name"])
+    class_names, data_info = _hit_data_info(data_path, config) if hit_model else _data_info(data_path)
+    if config["loss"].get("weights") == "median" and hit_model:
+        raise InputError("loss weights 'median' are the image classes' pixel weights; give a hit-level model its weights as a list")
     if config["loss"].get("weights") == "median":
         config["loss"]["weights"] = _median_weights(data_path, len(class_names))
         data_info["class_weights"] = "median class-frequency weights of the training split"
@@ -490,11 +584,11 @@ def train(config: dict[str, Any], resume: bool = True) -> TrainResult:
     pl.seed_everything(config["seed"], workers=True, verbose=False)
     if config["init_from"]:
         data_info["initialised_from"] = str(config["init_from"])
-    module = SegmentationModule(config, class_names, data_info)
+    module = (HitSegmentationModule if hit_model else SegmentationModule)(config, class_names, data_info)
     if config["init_from"] and resume_from is None and not _initialise_from(module, config["init_from"]):
         data_info["initialised_from"] += " (network body; classifier trained from scratch for these classes)"
         module.hparams["data_info"]["initialised_from"] = data_info["initialised_from"]
-    datamodule = ImageDataModule(
+    datamodule = _hit_datamodule(data_path, config) if hit_model else ImageDataModule(
         str(data_path),
         batch_size=data_cfg["batch_size"],
         num_workers=data_cfg["num_workers"],

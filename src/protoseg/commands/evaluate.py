@@ -8,7 +8,7 @@ HELP = "per-class IoU, mIoU and confusion matrix of a model on an image file (me
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="run folder, checkpoint, weights file or shipped model name (default)")
-    parser.add_argument("images", metavar="IMAGES.h5", help="image file with labels")
+    parser.add_argument("images", metavar="IMAGES.h5", help="image file with labels (an events file with truth for a hit-level model)")
     parser.add_argument("--split", default="test", choices=["train", "validation", "test"], help="which split (default test)")
     parser.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder: metrics.json and PNG plots")
     parser.add_argument("--batch-size", type=int, default=4)
@@ -71,13 +71,87 @@ def write_evaluation(model, model_name: str, images: str, split: str, out: str, 
     return metrics
 
 
+def hit_table(metrics: dict) -> str:
+    """The printed table of a hit-level model: efficiency / purity / IoU per class over hits, then the 2018 grid's IoU."""
+    def cell(value) -> str:
+        return f"{value:.4f}" if value is not None else "n/a"
+
+    lines = []
+    for rule, scores in metrics["hits"].items():
+        if scores is None:
+            continue
+        lines.append(f"hits, beam label rule {rule}:")
+        lines.append(f"{'class':<14}{'hits':>10}{'efficiency':>12}{'purity':>9}{'IoU':>9}")
+        for k, name in enumerate(scores["classes"]):
+            lines.append(f"{name:<14}{scores['n_hits'][k]:>10}{cell(scores['efficiency'][k]):>12}{cell(scores['purity'][k]):>9}{cell(scores['iou'][k]):>9}")
+    pixels = metrics["pixels"]
+    lines.append(f"pixels of the 320x320 grid, {pixels['n_images']} events passing the 2018 selection:")
+    lines.append("  ".join(f"{name} {cell(v)}" for name, v in zip(metrics["classes"], pixels["iou"])) + f"  mIoU {cell(pixels['miou'])}")
+    return "\n".join(lines)
+
+
+def write_hit_evaluation(model, model_name: str, events: str, out: str, device: str = "cpu", displays: bool = True,
+                         beam_threshold: float | str | None = None) -> dict:
+    """Evaluate a hit-level model on an events file: DIR/metrics.json, confusion.png (hits, rule all), iou.png, displays."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from protoseg.display import plot_confusion, plot_event, plot_iou
+    from protoseg.events import open_events
+    from protoseg.fileio import atomic_folder
+    from protoseg.hits.inference import HitPredictor, evaluate_events, project_to_image
+    from protoseg.images.pooling import event_to_image
+
+    metrics = evaluate_events(model, events, device=device, beam_threshold=beam_threshold)
+    metrics.update({"model": model_name, "data": str(events), "iou": metrics["pixels"]["iou"], "miou": metrics["pixels"]["miou"]})
+    scores = metrics["hits"]["all"]
+    with atomic_folder(out) as out_dir:
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+        plot_confusion(np.asarray(scores["confusion"]), metrics["classes"], out_dir / "confusion.png",
+                       title=f"Confusion matrix of the hits ({metrics['n_events']} events)")
+        plot_iou(np.array([np.nan if v is None else v for v in scores["iou"]]), metrics["classes"], out_dir / "iou.png", title="IoU per class (hits)")
+        ranked = [r for r in metrics["per_event"] if r["selected"]]
+        if displays and ranked:
+            ranked.sort(key=lambda r: r["pixel_miou"])
+            picks = {"best": ranked[-1], "median": ranked[len(ranked) // 2], "worst": ranked[0]}
+            predictor = HitPredictor(model, device=device, beam_threshold=metrics["beam_threshold"] or "argmax")
+            with open_events(events) as handle:
+                for tag, record in picks.items():
+                    hits = handle.read(record["position"]).hits
+                    klass, prob = predictor.predict(hits)
+                    adc, label = event_to_image(hits, (320, 320), "max", predictor.label_scheme)
+                    pred, _ = project_to_image(hits, klass, prob)
+                    plot_event(adc, label, pred, metrics["classes"], out_dir / f"event_{tag}.png", title=f"{tag}: event {record['event_id']}")
+    return metrics
+
+
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from protoseg.errors import InputError
     from protoseg.loading import load_model
 
     from protoseg.predictor import parse_beam_threshold
 
     threshold = parse_beam_threshold(args.beam_threshold) if args.beam_threshold is not None else None
     model = load_model(args.model, map_location=args.device)
+    from protoseg.hits.inference import is_hit_card
+
+    if is_hit_card(getattr(model, "card", {})):
+        from protoseg.inference import _file_format
+
+        fmt = _file_format(Path(args.images))
+        if fmt != "protoseg-events":
+            raise InputError(f"is a '{fmt}' file; the hit-level model {args.model} is evaluated on an events file with truth", args.images)
+        metrics = write_hit_evaluation(model, args.model, args.images, args.out, args.device, not args.no_displays, beam_threshold=threshold)
+        point = "argmax" if metrics["beam_threshold"] is None else f"beam when P(beam) >= {metrics['beam_threshold']:g}"
+        print(f"{metrics['n_events']} events of {args.images}, model {args.model} ({point}); "
+              f"network {1000 * metrics['network_seconds_per_event']:.0f} ms per event")
+        print(hit_table(metrics))
+        print(f"wrote {args.out}/metrics.json, confusion.png, iou.png" + ("" if args.no_displays else ", event_{best,median,worst}.png"))
+        return 0
     metrics = write_evaluation(model, args.model, args.images, args.split, args.out, args.batch_size, args.device, not args.no_displays,
                                beam_threshold=threshold)
     point = "argmax" if metrics["beam_threshold"] is None else f"beam when P(beam) >= {metrics['beam_threshold']:g}"

@@ -75,11 +75,20 @@ def run(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     data = (config.get("data") or {}).get("path")
     if data:
-        from protoseg.images.imagefile import validate_images_file
+        from protoseg.models import is_hit_model
 
-        # The data loader cannot name a bad file; one pass over it first turns a NaN pixel, a label
+        # The data loader cannot name a bad file; one pass over it first turns a NaN pixel or hit, a label
         # outside the classes or a damaged chunk into one line instead of a run that dies or learns NaN.
-        validate_images_file(data)
+        if is_hit_model(config["model"]["name"]):
+            from protoseg.events import validate_events_file
+
+            for path in (data, config["data"]["validation_path"]):
+                if path:
+                    validate_events_file(path)
+        else:
+            from protoseg.images.imagefile import validate_images_file
+
+            validate_images_file(data)
     result = train(config, resume=not args.fresh)
     if rank_zero_only.rank != 0:  # under DDP every process returns here; one report is enough
         return 0

@@ -13,7 +13,7 @@ from torch import nn
 
 from protoseg.errors import InputError
 
-__all__ = ["ModelSpec", "build_model", "list_models", "model_spec"]
+__all__ = ["ModelSpec", "build_model", "is_hit_model", "list_models", "model_spec"]
 
 
 @dataclass(frozen=True)
@@ -25,10 +25,14 @@ class ModelSpec:
     fixed: dict[str, Any] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)
     required: tuple[str, ...] = ()
+    # "image": dense networks over [N, 1, H, W] images; "hits": sparse networks over the sites of an
+    # event's hits (coords [S, 3], features [S, F]; protoseg.hits), trained on events files.
+    kind: str = "image"
 
 
 # Off by default: the paper's network. See protoseg.models.tiramisu for what each does.
 # norm_statistics "running" is the paper's BatchNorm; "per_image" normalises each image by itself.
+_SITE_FEATURES = ("log_charge", "rms", "tick_in_row", "wire", "tick")  # protoseg.hits.sites.DEFAULT_FEATURES
 _INPUT_OPTIONS = {"hit_mask_input": False, "position_input": False, "empty_is_background": False,
                   "norm_statistics": "running"}
 _TIRAMISU_DEFAULTS = {"up_blocks": None, "first_filters": 48, "dropout": 0.2, "variant": "jegou2017", **_INPUT_OPTIONS}
@@ -50,6 +54,10 @@ _REGISTRY: dict[str, ModelSpec] = {
                   defaults={"first_filters": 48, "dropout": 0.2, "variant": "jegou2017", **_INPUT_OPTIONS}),
         ModelSpec("fcdensenet", "general FC-DenseNet: give down_blocks and bottleneck_layers",
                   defaults={**_TIRAMISU_DEFAULTS, "growth_rate": 16}, required=("down_blocks", "bottleneck_layers")),
+        ModelSpec("sparse_unet", "submanifold sparse U-Net over the hits at full resolution (protoseg.models.sparse_unet)",
+                  defaults={"channels": (16, 32, 48, 64, 80, 96, 112), "reps": 2, "features": list(_SITE_FEATURES),
+                            "ticks_per_row": 6},
+                  kind="hits"),
     ]
 }
 
@@ -68,7 +76,30 @@ def model_spec(name: str) -> ModelSpec:
 
 
 def _normalise(value: Any) -> Any:
-    return [int(v) for v in value] if isinstance(value, (list, tuple)) else value
+    if isinstance(value, (list, tuple)):
+        return [v if isinstance(v, str) else int(v) for v in value]
+    return value
+
+
+def is_hit_model(name: str) -> bool:
+    """Whether the registered network ``name`` works on hits (sites of events files) rather than images."""
+    return model_spec(name).kind == "hits"
+
+
+def _build_sparse(spec: ModelSpec, in_channels: int, num_classes: int, memory_efficient: bool, resolved: dict[str, Any]) -> nn.Module:
+    from protoseg.hits.sites import HitGrid, check_features
+    from protoseg.models.sparse_unet import SparseUNet
+
+    features = check_features(resolved["features"])
+    HitGrid(int(resolved["ticks_per_row"]))  # refuses an impossible grid
+    if in_channels not in (1, len(features)):
+        raise InputError(f"model {spec.name!r} reads {len(features)} site features ({', '.join(features)}); in_channels={in_channels} does not match")
+    channels = tuple(int(c) for c in resolved["channels"])
+    model = SparseUNet(len(features), num_classes, channels, int(resolved["reps"]), memory_efficient=memory_efficient)
+    model.config = {"name": spec.name, "in_channels": len(features), "num_classes": int(num_classes),
+                    "memory_efficient": bool(memory_efficient), "channels": list(channels), "reps": int(resolved["reps"]),
+                    "features": list(features), "ticks_per_row": int(resolved["ticks_per_row"])}
+    return model
 
 
 def build_model(name: str, in_channels: int = 1, num_classes: int = 3, memory_efficient: bool = False,
@@ -76,8 +107,9 @@ def build_model(name: str, in_channels: int = 1, num_classes: int = 3, memory_ef
     """Build a registered model.
 
     Args:
-        name: one of ``list_models()``: "fcdensenet56", "fcdensenet67", "fcdensenet103", or the
-            general "fcdensenet".
+        name: one of ``list_models()``: "fcdensenet56", "fcdensenet67", "fcdensenet103", the
+            general "fcdensenet", or the hit-level "sparse_unet" (options channels, reps, features,
+            ticks_per_row; in_channels is the number of features).
         in_channels: input planes (1 for an ADC image). num_classes: output classes (3 for beam3).
         memory_efficient: train with the shared-buffer path that recomputes BN → ReLU in backward
             (same outputs and gradients, a fraction of the memory; also the fastest CPU training path).
@@ -106,6 +138,11 @@ def build_model(name: str, in_channels: int = 1, num_classes: int = 3, memory_ef
             raise InputError(f"model {name!r} fixes {key}={list(value) if isinstance(value, tuple) else value}; "
                              f"got {options[key]!r} (use the general 'fcdensenet' for other shapes)")
     resolved = {**spec.defaults, **spec.fixed, **options}
+    if spec.kind == "hits":
+        try:
+            return _build_sparse(spec, int(in_channels), int(num_classes), bool(memory_efficient), resolved)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"cannot build {name!r}: {exc}") from None
     if resolved.get("up_blocks") is None:
         resolved["up_blocks"] = tuple(reversed(tuple(resolved["down_blocks"])))
     resolved = {key: _normalise(value) for key, value in resolved.items()}

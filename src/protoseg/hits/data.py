@@ -1,0 +1,143 @@
+"""Torch Dataset and Lightning DataModule over events files, for the hit-level networks.
+
+Training reads events files directly (no image file): each item is one event on the site grid
+(``protoseg.hits.sites``), and a batch concatenates events, the first coordinate saying which event a
+site belongs to. Validation holds out the last ``validation_events`` events of the training file, or
+reads a file of its own. Shuffling follows ``(seed, epoch)`` (``protoseg.data.EpochSeededSampler``),
+so a resumed run sees the same events in the same order as an uninterrupted one.
+
+Workers open the HDF5 file lazily, on their first read: no open handle is ever pickled.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from protoseg.data import EpochSeededSampler
+from protoseg.errors import InputError
+from protoseg.hits.sites import DEFAULT_FEATURES, HitGrid, event_sites
+from protoseg.images.grid import check_hit_values
+from protoseg.images.labels import LABEL_SCHEMES, hit_labels
+
+__all__ = ["HitEventsDataset", "HitDataModule", "collate_sites", "HIT_COLUMNS"]
+
+HIT_COLUMNS = ("wire", "tick", "integral", "rms", "label", "pdg")
+
+
+class HitEventsDataset(Dataset):
+    """Events ``indices`` of an events file as sites: ``(coords int64 [S, 2], features float32 [S, F], label int64 [S])``."""
+
+    def __init__(self, path: str | Path, indices: np.ndarray, grid: HitGrid = HitGrid(),
+                 features: tuple[str, ...] = DEFAULT_FEATURES, label_scheme: str = "beam3") -> None:
+        self.path = Path(path)
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.grid = grid
+        self.features = tuple(features)
+        if label_scheme not in LABEL_SCHEMES:
+            raise InputError(f"unknown label scheme '{label_scheme}' (choose from {', '.join(LABEL_SCHEMES)})")
+        self.label_scheme = label_scheme
+        self._events = None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_events"] = None
+        return state
+
+    def _file(self):
+        if self._events is None:
+            from protoseg.events import open_events
+
+            self._events = open_events(self.path)
+        return self._events
+
+    def close(self) -> None:
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        position = key[0] if isinstance(key, tuple) else key
+        events = self._file()
+        index = int(self.indices[position])
+        names = [n for n in HIT_COLUMNS if n in events.hit_columns]
+        hits = events.read_hit_columns(index, names)
+        check_hit_values(hits, int(events.event_ids[index]), self.path)
+        label = hit_labels(hits, self.label_scheme)
+        if label is None:
+            raise InputError("events file has no hit labels: training needs truth", self.path)
+        sites = event_sites(hits, self.grid, self.features, label, self.path)
+        return (torch.from_numpy(sites.coords), torch.from_numpy(sites.features),
+                torch.from_numpy(sites.label.astype(np.int64)))
+
+
+def collate_sites(items: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Events → one batch: coords [ΣS, 3] (event in batch, row, wire), features [ΣS, F], labels [ΣS]."""
+    coords = torch.cat([torch.cat([torch.full((len(c), 1), i, dtype=torch.long), c], dim=1) for i, (c, _, _) in enumerate(items)])
+    return coords, torch.cat([f for _, f, _ in items]), torch.cat([y for _, _, y in items])
+
+
+class HitDataModule(pl.LightningDataModule):
+    """Train and validation loaders over an events file (the last ``validation_events`` events validate),
+    or over two files (``validation_path``: all of its events validate)."""
+
+    def __init__(self, path: str | Path, validation_events: int = 100, validation_path: str | Path | None = None,
+                 batch_size: int = 1, num_workers: int = 0, grid: HitGrid = HitGrid(),
+                 features: tuple[str, ...] = DEFAULT_FEATURES, label_scheme: str = "beam3", seed: int = 0) -> None:
+        super().__init__()
+        from protoseg.events import open_events
+
+        self.path = Path(path)
+        self.validation_path = Path(validation_path) if validation_path else None
+        if int(batch_size) < 1:
+            raise InputError(f"batch size must be >= 1, got {batch_size}")
+        self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
+        self.grid, self.features, self.label_scheme = grid, tuple(features), label_scheme
+        with open_events(self.path) as events:
+            n_events, is_mc = len(events), events.is_mc
+        if not is_mc:
+            raise InputError("events file holds data (no truth): training needs simulated events", self.path)
+        if self.validation_path is not None:
+            with open_events(self.validation_path) as events:
+                n_val, val_mc = len(events), events.is_mc
+            if not val_mc or n_val == 0:
+                raise InputError("validation events file is empty or holds no truth", self.validation_path)
+            self.train_indices, self.val_indices = np.arange(n_events), np.arange(n_val)
+        else:
+            n_val = int(validation_events)
+            if not 1 <= n_val < n_events:
+                raise InputError(f"cannot hold out {n_val} validation events of {n_events}: "
+                                 "need 1 <= data.validation_events < the number of events", self.path)
+            self.train_indices, self.val_indices = np.arange(n_events - n_val), np.arange(n_events - n_val, n_events)
+        self.class_names = list(LABEL_SCHEMES[label_scheme])
+        self.num_classes = len(self.class_names)
+        self._datasets: dict[str, HitEventsDataset] = {}
+
+    def _dataset(self, split: str) -> HitEventsDataset:
+        if split not in self._datasets:
+            path = self.validation_path if split == "validation" and self.validation_path else self.path
+            indices = self.train_indices if split == "train" else self.val_indices
+            self._datasets[split] = HitEventsDataset(path, indices, self.grid, self.features, self.label_scheme)
+        return self._datasets[split]
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self._dataset(split)
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=EpochSeededSampler(len(dataset), self.seed, shuffle=shuffle),
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0, collate_fn=collate_sites)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", shuffle=False)
+
+    def teardown(self, stage: str | None = None) -> None:
+        for dataset in self._datasets.values():
+            dataset.close()
