@@ -142,3 +142,49 @@ def test_cpp_refuses_bad_input_in_one_line(protoseg_infer, exported, tmp_path):
         assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
         assert not out.exists() and not Path(str(out) + ".tmp").exists()
     assert _run(protoseg_infer, model_path, good).returncode == 2  # no output named
+
+
+@pytest.fixture(scope="module")
+def exported_hits(tmp_path_factory) -> tuple[torch.nn.Module, Path]:
+    """A tiny sparse U-Net (hit-level) exported to TorchScript: hits [n, 4] in, probabilities [n, C] out."""
+    from test_hits import tiny_hit_weights
+
+    folder = tmp_path_factory.mktemp("cpp-hits")
+    model = load_model(tiny_hit_weights(folder / "run"))
+    export_model(model, "torchscript", folder / "hits.pt")
+    return model, folder / "hits.pt"
+
+
+def test_cpp_hit_probabilities_match_python(protoseg_infer, exported_hits, tmp_path):
+    from protoseg.export import sample_hits
+    from protoseg.hits.inference import HitPredictor
+
+    model, model_path = exported_hits
+    hits = sample_hits(2500, seed=5).numpy()
+    np.save(tmp_path / "hits.npy", hits.astype("<f4"))
+    result = _run(protoseg_infer, model_path, tmp_path / "hits.npy", tmp_path / "prob.npy", "--hits")
+    assert result.returncode == 0, result.stderr
+    got = np.load(tmp_path / "prob.npy")
+    columns = {"wire": hits[:, 0].astype(np.uint16), "tick": hits[:, 1], "integral": hits[:, 2], "rms": hits[:, 3]}
+    expected = HitPredictor(model, beam_threshold="argmax").hit_probabilities(columns)
+    assert got.shape == (2500, 3) and np.abs(got - expected).max() <= 1e-5
+
+
+def test_cpp_refuses_bad_hits_in_one_line(protoseg_infer, exported_hits, tmp_path):
+    _, model_path = exported_hits
+    good = np.array([[10, 100.5, 300, 3], [11, 101, 250, 3]], "<f4")
+    cases = {
+        "three_columns": (good[:, :3], "expected hits [n, 4]"),
+        "nan": (np.where(np.arange(8).reshape(2, 4) == 5, np.nan, good).astype("<f4"), "NaN or infinite"),
+        "wire": (good * np.array([2000, 1, 1, 1], "<f4"), "outside the 1440 collection wires"),
+        "tick": (good + np.array([0, 6000, 0, 0], "<f4"), "outside the readout window"),
+    }
+    out = tmp_path / "out.npy"
+    for name, (array, message) in cases.items():
+        np.save(tmp_path / f"{name}.npy", array)
+        result = _run(protoseg_infer, model_path, tmp_path / f"{name}.npy", out, "--hits")
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, (name, result.stderr)
+        assert not out.exists()
+    np.save(tmp_path / "good.npy", good)
+    result = _run(protoseg_infer, model_path, tmp_path / "good.npy", out, "--hits", "--normalise", "log")
+    assert result.returncode == 2 and "applies to images" in result.stderr
