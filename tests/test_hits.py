@@ -108,7 +108,7 @@ def test_sparse_convolutions_equal_dense_convolutions():
     assert torch.allclose(conv(x, neighbours[0]), reference, atol=1e-5)
 
     down = DownConv(cin, cout)
-    coarse = down(x, children[0])
+    coarse = down(x, children[0], slots[0])
     reference_down = F.conv2d(dense, down.weight.view(2, 2, cin, cout).permute(3, 2, 0, 1), stride=2)[0]
     coarse_cells = torch.unique(rows // 2 * 100 + cols // 2)
     assert torch.allclose(coarse, reference_down[:, coarse_cells // 100, coarse_cells % 100].T, atol=1e-5)
@@ -117,7 +117,29 @@ def test_sparse_convolutions_equal_dense_convolutions():
     dense_coarse = torch.zeros(1, cout, (height + 1) // 2, (width + 1) // 2)
     dense_coarse[0, :, coarse_cells // 100, coarse_cells % 100] = coarse.T
     reference_up = F.conv_transpose2d(dense_coarse, up.weight.view(cout, 2, 2, cin).permute(0, 3, 1, 2), stride=2)[0][:, rows, cols].T
-    assert torch.allclose(up(coarse, slots[0]), reference_up, atol=1e-5)
+    assert torch.allclose(up(coarse, children[0], slots[0]), reference_up, atol=1e-5)
+
+
+@pytest.mark.parametrize("layer", ["subm", "down", "up"])
+def test_gather_backward_equals_autograd(layer):
+    # The hand-written backward passes (gathers) against autograd through the plain forward (scatter-adds).
+    torch.manual_seed(5)
+    coords = _random_sites(18, 22, 0.35, seed=6)
+    neighbours, children, slots = build_rulebooks(coords, 2)
+    n_coarse = children[0].shape[0]
+    conv, x, plain = {
+        "subm": (SubmanifoldConv(3, 4), torch.randn(len(coords), 3), lambda m, x: __import__("protoseg.models.sparse_unet", fromlist=["_gather"])._gather(x, neighbours[0]) @ m.weight),
+        "down": (DownConv(3, 4), torch.randn(len(coords), 3), lambda m, x: __import__("protoseg.models.sparse_unet", fromlist=["_gather"])._gather(x, children[0]) @ m.weight),
+        "up": (UpConv(4, 3), torch.randn(n_coarse, 4), lambda m, x: (x @ m.weight).view(-1, 3)[slots[0]]),
+    }[layer]
+    target = torch.randn(len(coords) if layer != "down" else n_coarse, 3 if layer == "up" else 4)
+    grads = []
+    for fn in (lambda m, x: m(x, neighbours[0]) if layer == "subm" else m(x, children[0], slots[0]), plain):
+        conv.zero_grad()
+        xi = x.clone().requires_grad_(True)
+        (fn(conv, xi) * target).sum().backward()
+        grads.append((xi.grad.clone(), conv.weight.grad.clone()))
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-5) and torch.allclose(grads[0][1], grads[1][1], atol=1e-4)
 
 
 def test_sparse_unet_events_in_a_batch_do_not_interact_and_script():

@@ -91,6 +91,9 @@ DEFAULTS: dict[str, Any] = {
         # 0 = no limit. For a GPU lease or a Slurm slot, where the clock, not the CPU, is what is bounded.
         # A run with both budgets stops at whichever is spent first; a one-cycle schedule follows it.
         "wall_time_budget_s": 0.0,
+        # Also keep the checkpoint of every validation as checkpoints/step-K.ckpt (a time-to-quality
+        # curve: each can be evaluated afterwards on events no decision saw).
+        "keep_checkpoints": False,
     },
 }
 

@@ -608,6 +608,9 @@ def train(config: dict[str, Any], resume: bool = True) -> TrainResult:
         enable_version_counter=False,
     )
     callbacks: list = [best_cb, LearningRateMonitor(logging_interval="epoch"), RunClock(config["trainer"]["cpu_time_budget_s"], config["trainer"]["wall_time_budget_s"])]
+    if config["trainer"]["keep_checkpoints"]:
+        callbacks.append(ModelCheckpoint(dirpath=str(checkpoints), filename="step-{step}", monitor="val_loss", mode="min", save_top_k=-1,
+                                         auto_insert_metric_name=False, enable_version_counter=False))
     if config["trainer"]["early_stopping_patience"] > 0:
         callbacks.append(EarlyStopping(monitor="val_miou", mode="max", patience=config["trainer"]["early_stopping_patience"]))
     trainer = _build_trainer(config, run_dir, callbacks, resumed=resume_from is not None)

@@ -89,6 +89,66 @@ def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.index_select(padded, 0, index.reshape(-1)).reshape(index.shape[0], -1)
 
 
+# Backward passes written as gathers. Autograd's backward of a gather is a scatter-add (index_add), which
+# is serial per row on the CPU; each of these convolutions has a transpose that is itself a gather:
+# site j is site i's neighbour at offset k exactly when i is j's neighbour at the mirrored offset 8 - k,
+# and a stride-2 convolution and its transpose swap the child table and the slots. The gathered input of
+# a convolution is not stored for backward but gathered again (9x less memory for the 3x3 ones).
+
+class _SubmanifoldFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, neighbours):
+        ctx.save_for_backward(x, weight, neighbours)
+        return _gather(x, neighbours) @ weight
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight, neighbours = ctx.saved_tensors
+        cin, cout = x.shape[1], weight.shape[1]
+        grad_x = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            mirrored = weight.view(9, cin, cout).flip(0).transpose(1, 2).reshape(9 * cout, cin)
+            grad_x = _gather(grad_out, neighbours) @ mirrored
+        if ctx.needs_input_grad[1]:
+            grad_weight = _gather(x, neighbours).t() @ grad_out
+        return grad_x, grad_weight, None
+
+
+class _DownFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, children, slots):
+        ctx.save_for_backward(x, weight, children, slots)
+        return _gather(x, children) @ weight
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight, children, slots = ctx.saved_tensors
+        cin, cout = x.shape[1], weight.shape[1]
+        grad_x = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            # each fine site's gradient comes from its parent, through the weight of its place
+            per_place = grad_out @ weight.view(4, cin, cout).permute(2, 0, 1).reshape(cout, 4 * cin)
+            grad_x = torch.index_select(per_place.view(-1, cin), 0, slots)
+        if ctx.needs_input_grad[1]:
+            grad_weight = _gather(x, children).t() @ grad_out
+        return grad_x, grad_weight, None, None
+
+
+class _UpFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, children, slots):
+        ctx.save_for_backward(x, weight, children)
+        return torch.index_select((x @ weight).view(x.shape[0] * 4, -1), 0, slots)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight, children = ctx.saved_tensors
+        grad_spread = _gather(grad_out, children)  # [parents, 4 · out]: absent children read zero
+        grad_x = grad_spread @ weight.t() if ctx.needs_input_grad[0] else None
+        grad_weight = x.t() @ grad_spread if ctx.needs_input_grad[1] else None
+        return grad_x, grad_weight, None, None
+
+
 class SubmanifoldConv(nn.Module):
     """3×3 submanifold convolution without bias (a BatchNorm follows): outputs only at the input sites."""
 
@@ -98,7 +158,13 @@ class SubmanifoldConv(nn.Module):
         nn.init.kaiming_normal_(self.weight.view(9, in_channels, out_channels).permute(2, 1, 0), nonlinearity="relu")
 
     def forward(self, x: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting() and torch.is_grad_enabled():
+            return self._differentiable(x, neighbours)
         return _gather(x, neighbours) @ self.weight
+
+    @torch.jit.unused
+    def _differentiable(self, x: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
+        return _SubmanifoldFunction.apply(x, self.weight, neighbours)
 
 
 class DownConv(nn.Module):
@@ -109,8 +175,14 @@ class DownConv(nn.Module):
         self.weight = nn.Parameter(torch.empty(4 * in_channels, out_channels))
         nn.init.kaiming_normal_(self.weight.view(4, in_channels, out_channels).permute(2, 1, 0), nonlinearity="relu")
 
-    def forward(self, x: torch.Tensor, children: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, children: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting() and torch.is_grad_enabled():
+            return self._differentiable(x, children, slots)
         return _gather(x, children) @ self.weight
+
+    @torch.jit.unused
+    def _differentiable(self, x: torch.Tensor, children: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        return _DownFunction.apply(x, self.weight, children, slots)
 
 
 class UpConv(nn.Module):
@@ -122,9 +194,14 @@ class UpConv(nn.Module):
         self.weight = nn.Parameter(torch.empty(in_channels, 4 * out_channels))
         nn.init.kaiming_normal_(self.weight.view(in_channels, 4, out_channels).permute(2, 0, 1), nonlinearity="relu")
 
-    def forward(self, x: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-        spread = (x @ self.weight).view(-1, self.out_channels)
-        return spread[slots]
+    def forward(self, x: torch.Tensor, children: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting() and torch.is_grad_enabled():
+            return self._differentiable(x, children, slots)
+        return torch.index_select((x @ self.weight).view(-1, self.out_channels), 0, slots)
+
+    @torch.jit.unused
+    def _differentiable(self, x: torch.Tensor, children: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        return _UpFunction.apply(x, self.weight, children, slots)
 
 
 class _ConvBlock(nn.Module):
@@ -161,8 +238,8 @@ class _Resample(nn.Module):
         self.conv = conv
         self.norm = nn.BatchNorm1d(channels)
 
-    def forward(self, x: torch.Tensor, rule: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.norm(self.conv(x, rule)))
+    def forward(self, x: torch.Tensor, children: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.norm(self.conv(x, children, slots)))
 
 
 class SparseUNet(nn.Module):
@@ -201,11 +278,11 @@ class SparseUNet(nn.Module):
                 skips.append(x)
                 for i, down in enumerate(self.downs):  # TorchScript indexes a ModuleList only in a loop
                     if i == level:
-                        x = down(x, children[level])
+                        x = down(x, children[level], slots[level])
         for level in range(self.levels - 2, -1, -1):
             for i, up in enumerate(self.ups):
                 if i == level:
-                    x = up(x, slots[level])
+                    x = up(x, children[level], slots[level])
             for i, decoder in enumerate(self.decoders):
                 if i == level:
                     x = decoder(torch.cat([skips[level], x], dim=1), neighbours[level])
