@@ -40,3 +40,25 @@ def test_demo_runs_the_whole_chain(tmp_path, monkeypatch, capsys):
     assert len(list((out / "displays").glob("*.png"))) == 2
     for name in ("confusion.png", "iou.png", "event_best.png"):
         assert (out / "evaluation" / name).is_file()
+
+
+def test_demo_with_a_hit_level_default(tmp_path, monkeypatch, capsys):
+    from test_hits import tiny_hit_weights
+
+    shipped = tmp_path / "pretrained"
+    weights = tiny_hit_weights(tmp_path / "trained")
+    shipped.mkdir()
+    shutil.copy(weights, shipped / "default.safetensors")
+    shutil.copy(weights.with_suffix(".json"), shipped / "default.json")
+    monkeypatch.setattr(loading, "PRETRAINED_DIR", shipped)
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "-n", "2"]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
+    assert metrics["n_events"] == 2 and metrics["pixels"]["n_images"] == 2 and metrics["model"] == "default"
+    assert "hits, beam label rule all" in printed and f"mIoU {metrics['pixels']['miou']:.4f}" in printed
+    with h5py.File(out / "predictions.h5") as handle:
+        n_hits = handle["hits/offsets"][-1]
+        assert handle["hits/pred"].shape == (n_hits,) and handle["hits/prob"].shape == (n_hits, 3) and n_hits > 1000
+        assert sum(metrics["hits"]["all"]["n_hits"]) == n_hits
+    assert len(list((out / "displays").glob("*.png"))) == 2 and (out / "evaluation" / "event_worst.png").is_file()

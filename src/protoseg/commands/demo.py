@@ -43,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
     image = model.card.get("input", {}).get("image", {})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    from protoseg.hits.inference import is_hit_card
+
+    if is_hit_card(model.card):
+        return _hit_demo(args, model, out)
 
     events = out / "events.h5"
     print(f"[1/5] simulating {args.events} events (seed {args.seed}) → {events}")
@@ -86,6 +90,42 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {str(path):<40} {what}")
     print(f"\n{metrics['n_images']} events, model '{args.model}'")
     print(iou_table(metrics))
+    if summary.hit_metrics:
+        m = summary.hit_metrics
+        print(f"hits: beam hits tagged beam {m['beam_efficiency']:.3f}, purity of hits tagged beam {m['beam_purity']:.3f}")
+    return 0
+
+
+def _hit_demo(args: argparse.Namespace, model, out) -> int:
+    """The demo of a hit-level model: no images; every hit is classified and scored, and shown on the 2018 grid."""
+    from protoseg.commands.evaluate import hit_table, write_hit_evaluation
+    from protoseg.inference import predict_file
+    from protoseg.sim.simulate import simulate_events
+
+    events = out / "events.h5"
+    print(f"[1/4] simulating {args.events} events (seed {args.seed}) → {events}")
+    simulate_events(events, args.events, args.seed, workers=args.workers, progress=True)
+
+    predictions = out / "predictions.h5"
+    displays = out / "displays"
+    print(f"[2/4] classifying every hit with model '{args.model}' (hit level, full resolution) → {predictions}")
+    summary = predict_file(model, events, predictions, displays_dir=displays, max_displays=args.events)
+
+    evaluation = out / "evaluation"
+    print(f"[3/4] evaluating against the truth, per hit and on the 2018 320x320 grid → {evaluation}")
+    metrics = write_hit_evaluation(model, args.model, str(events), str(evaluation), min_beam_hits=0, min_notbeam_hits=0)
+
+    print("[4/4] done. Outputs:")
+    for path, what in [
+        (events, "simulated events (hits + truth)"),
+        (predictions, "per-hit classes and probabilities; the same on the 320x320 grid"),
+        (displays, "event displays: input | truth | prediction (320x320 grid)"),
+        (evaluation / "metrics.json", "per-hit efficiency, purity, IoU; pixel IoU and mIoU"),
+        (evaluation, "confusion.png, iou.png, event_{best,median,worst}.png"),
+    ]:
+        print(f"  {str(path):<40} {what}")
+    print(f"\n{metrics['n_events']} events, model '{args.model}'")
+    print(hit_table(metrics))
     if summary.hit_metrics:
         m = summary.hit_metrics
         print(f"hits: beam hits tagged beam {m['beam_efficiency']:.3f}, purity of hits tagged beam {m['beam_purity']:.3f}")

@@ -91,7 +91,7 @@ def hit_table(metrics: dict) -> str:
 
 
 def write_hit_evaluation(model, model_name: str, events: str, out: str, device: str = "cpu", displays: bool = True,
-                         beam_threshold: float | str | None = None) -> dict:
+                         beam_threshold: float | str | None = None, min_beam_hits: int = 2000, min_notbeam_hits: int = 2000) -> dict:
     """Evaluate a hit-level model on an events file: DIR/metrics.json, confusion.png (hits, rule all), iou.png, displays."""
     import json
     from pathlib import Path
@@ -104,7 +104,8 @@ def write_hit_evaluation(model, model_name: str, events: str, out: str, device: 
     from protoseg.hits.inference import HitPredictor, evaluate_events, project_to_image
     from protoseg.images.pooling import event_to_image
 
-    metrics = evaluate_events(model, events, device=device, beam_threshold=beam_threshold)
+    metrics = evaluate_events(model, events, device=device, beam_threshold=beam_threshold, min_beam_hits=min_beam_hits,
+                              min_notbeam_hits=min_notbeam_hits)
     metrics.update({"model": model_name, "data": str(events), "iou": metrics["pixels"]["iou"], "miou": metrics["pixels"]["miou"]})
     scores = metrics["hits"]["all"]
     with atomic_folder(out) as out_dir:
