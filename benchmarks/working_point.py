@@ -1,7 +1,8 @@
 """Hit-level beam efficiency and purity against the beam working point, from one predictions file.
 
-``protoseg predict MODEL events.h5 -o p.h5`` stores every pixel's class probabilities (float16). A hit is
-tagged beam at working point t when P(beam) of the pixel that holds it is at least t (what
+``protoseg predict MODEL events.h5 -o p.h5`` stores every pixel's class probabilities (float16), and for a
+hit-level model every hit's (``/hits/prob``). A hit is tagged beam at working point t when its P(beam)
+(an image model's: that of the pixel that holds it) is at least t (what
 ``--beam-threshold t`` decides). This script scores every t of a grid from the stored probabilities,
 without running the network again, so that a physicist can pick the working point an analysis needs:
 
@@ -58,9 +59,14 @@ def working_points(events_path: Path, predictions_path: Path, thresholds=DEFAULT
             n_beam = 0
             tagged = np.zeros(len(thresholds), np.int64)
             tagged_beam = np.zeros(len(thresholds), np.int64)
+            hit_prob = pred["hits/prob"] if "hits/prob" in pred else None  # a hit-level model: each hit's own
+            offsets = pred["hits/offsets"][...] if hit_prob is not None else None
             for index, event in enumerate(events.iter_events(chunk_events=16)):
-                rows, cols = pixel_indices(event.hits["tick"], event.hits["wire"], size)
-                p_beam = prob[index, beam].astype(np.float32)[rows, cols]
+                if hit_prob is not None:
+                    p_beam = hit_prob[offsets[index]:offsets[index + 1], beam].astype(np.float32)
+                else:
+                    rows, cols = pixel_indices(event.hits["tick"], event.hits["wire"], size)
+                    p_beam = prob[index, beam].astype(np.float32)[rows, cols]
                 is_beam = np.asarray(event.hits["label"]) == 1
                 n_beam += int(is_beam.sum())
                 # tagged at t <=> p >= t: count with one sort instead of one pass per threshold

@@ -32,6 +32,20 @@ def test_working_point_agrees_with_predict_at_its_threshold(tmp_path, threshold)
     assert tagged == sorted(tagged, reverse=True)  # a higher threshold tags fewer hits
 
 
+def test_working_point_of_a_hit_level_model_reads_each_hits_probability(tmp_path):
+    from test_hits import tiny_hit_weights
+
+    weights = tiny_hit_weights(tmp_path / "run")
+    events = tiny_events(tmp_path / "events.h5")
+    threshold = 0.4
+    assert protoseg_main(["predict", str(weights), str(events), "-o", str(tmp_path / "p.h5"), "--beam-threshold", str(threshold)]) == 0
+    with h5py.File(tmp_path / "p.h5", "r") as handle:
+        counted = json.loads(handle.attrs["hit_metrics"])
+    point = working_point.working_points(events, tmp_path / "p.h5", [threshold])["points"][0]
+    assert point["tagged_beam_hits"] == pytest.approx(counted["tagged_beam_hits"], abs=max(3, 0.01 * counted["tagged_beam_hits"]))
+    assert point["tagged_true_beam_hits"] == pytest.approx(counted["beam_efficiency"] * counted["beam_hits"], abs=3)
+
+
 def test_working_point_refuses_a_file_that_is_not_predictions(tmp_path, capsys):
     events = tiny_events(tmp_path / "events.h5")
     assert working_point.main([str(events), str(events)]) == 2
