@@ -1,0 +1,482 @@
+"""Result tables of the documentation, generated from the results files, so that no table can disagree with its JSON.
+
+A page asks for a table with a line of its own::
+
+    <!-- gen-table: robustness -->
+
+and the build replaces that line with the table made from the JSON the table names (``TABLES`` below), followed
+by a line saying which file it came from. It runs as an MkDocs hook (``hooks: [docs/gen_tables.py]`` in
+``mkdocs.yml``): an unknown table name, a missing results file or a missing key stops the build.
+
+Outside MkDocs::
+
+    python docs/gen_tables.py                 # the names of all tables
+    python docs/gen_tables.py robustness      # print one table
+    python docs/gen_tables.py --out DIR       # write every table as DIR/NAME.md
+
+Every number printed here is read from a results file at build time; rounding is the only thing this file adds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+MARKER = re.compile(r"^<!--\s*gen-table:\s*([A-Za-z0-9_.-]+)\s*-->\s*$", re.M)
+
+
+def load(relative: str) -> Any:
+    path = ROOT / relative
+    if not path.is_file():
+        raise FileNotFoundError(f"gen_tables: results file {relative} is missing")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def n(value: float, digits: int) -> str:
+    """``value`` rounded half up to ``digits`` decimals as its shortest decimal form reads (0.215 -> 0.22, where
+    binary rounding gives 0.21), the way the numbers were written by hand before the tables were generated."""
+    quantum = Decimal(1).scaleb(-digits)
+    return str(Decimal(repr(float(value))).quantize(quantum, rounding=ROUND_HALF_UP))
+
+
+def f(value: float | None, digits: int = 3) -> str:
+    """A number rounded for a table; '—' where the results file holds none."""
+    if value is None:
+        return "—"
+    return n(value, digits)
+
+
+def pair(a: float | None, b: float | None, digits: int = 3) -> str:
+    return f"{f(a, digits)} / {f(b, digits)}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+# --------------------------------------------------------------------------------------------- benchmarks
+
+
+def summary() -> list[str]:
+    d = load("benchmarks/results/summary.json")
+    r, m = d["results"], d["machine"]
+    sim1, sim2, img, train = r["simulate_one_core"], r["simulate_all_cores"], r["images"], r["train"]
+    pt, ort = r["torch_inference"], r["onnx_inference"]
+    rows = [
+        [f"simulate, one core ({sim1['events']} events)", f"{n(sim1['events_per_s'], 2)} events/s ({n(sim1['seconds'] / sim1['events'], 2)} s/event)",
+         f"{n(sim1['self_max_rss_mb'], 0)} MB"],
+        [f"simulate, {sim2['workers']} workers ({sim2['events']} events)", f"{n(sim2['events_per_s'], 2)} events/s",
+         f"main {n(sim2['self_max_rss_mb'], 0)} MB, largest worker {n(sim2['largest_child_max_rss_mb'], 0)} MB"],
+        [f"images 320×320, max pooling, one core ({img['events']} synthetic events)", f"{n(img['events_per_s'], 0)} events/s", f"{n(img['peak_rss_mb'], 0)} MB"],
+        [f"training, `default-cpu` recipe (stage 1), {train['image_size'][0]}×{train['image_size'][1]}, batch {train['batch_size']} "
+         f"({n(train['parameters'] / 1000, 0)} k parameters)",
+         f"{n(train['train_images_per_s'], 2)} images/s; evaluation {n(train['eval_images_per_s'], 2)} images/s", f"{n(train['peak_rss_mb'], 0)} MB"],
+        [f"inference `default` ({n(pt['parameters'] / 1e6, 2)} M parameters), 320×320, batch 1, PyTorch, {pt['threads']} threads",
+         f"**{n(pt['ms_per_image_median'], 0)} ms/image** (min {n(pt['ms_per_image_min'], 0)})", f"{n(pt['peak_rss_mb'], 0)} MB"],
+        [f"inference `default`, ONNX Runtime {ort['onnxruntime']}, {ort['threads']} threads",
+         f"{n(ort['ms_per_image_median'], 0)} ms/image (min {n(ort['ms_per_image_min'], 0)})", f"{n(ort['peak_rss_mb'], 0)} MB"],
+    ]
+    head = (f"Machine: {m['cpu']}, {m['cores']} cores, {n(m['memory_gib'], 1)} GiB, Python {m['python']}, torch {train['torch']}; "
+            f"load average {n(m['load_average_at_start'], 2)} at the start; mode `{d['mode']}`; {n(m['total_s'], 0)} s in all.")
+    return [head, ""] + table(["what", "result", "peak memory (RSS)"], rows)
+
+
+def models() -> list[str]:
+    d = load("benchmarks/results/models.json")
+    s, mem = d["summary"], d["training_peak_memory_batch2"]
+    fl = d["allocator_default"]["flops"]
+    ort = d["allocator_default"]["onnxruntime_batch1"]
+    ref_inf = s["inference_default_allocator"]["reference"]["min_s"]
+    ref_train = s["training_default_allocator"]["reference"]["min_s"]
+    ref_mem = mem["reference_default_allocator"]["peak_rss_mib"]
+    rows = [
+        ["inference, batch 1: straightforward port (default allocator)", f"{n(ref_inf, 2)} s", "1"],
+        ["inference: protoseg, default allocator", f"{n(s['inference_default_allocator']['ours']['min_s'], 2)} s",
+         f"{n(s['inference_default_allocator']['ours']['ratio_to_reference'], 2)}"],
+        ["inference: protoseg with `tune_cpu_allocator()` (as its commands run)", f"**{n(s['inference_tuned_allocator']['ours']['min_s'], 2)} s**",
+         f"**{n(s['inference_ours_tuned_vs_reference_default'], 2)}**"],
+        ["inference: ONNX Runtime", f"{n(ort['min_s'], 2)} s", f"{n(s['onnxruntime_ratio_to_reference'], 2)}"],
+        ["training step, batch 2, Adam, CE: port (default allocator)", f"{n(ref_train, 2)} s", "1"],
+        ["training step: protoseg memory-efficient, default allocator", f"{n(s['training_default_allocator']['ours_memory_efficient']['min_s'], 2)} s",
+         f"{n(s['training_default_allocator']['ours_memory_efficient']['ratio_to_reference'], 2)}"],
+        ["training step: protoseg memory-efficient, tuned allocator", f"**{n(s['training_tuned_allocator']['ours_memory_efficient']['min_s'], 2)} s**",
+         f"**{n(s['training_ours_tuned_vs_reference_default']['ours_memory_efficient'], 2)}**"],
+        ["training step: the port with the tuned allocator", f"{n(s['training_tuned_allocator']['reference']['min_s'], 2)} s",
+         f"{n(s['training_tuned_allocator']['reference']['min_s'] / ref_train, 2)}"],
+        ["peak training memory (RSS), batch 2: port", f"{n(ref_mem, 0)} MiB", "1"],
+        ["peak training memory: protoseg memory-efficient", f"**{n(mem['memory_efficient_default_allocator']['peak_rss_mib'], 0)} MiB**",
+         f"**{n(s['peak_memory_ratio_to_reference']['memory_efficient_default_allocator'], 2)}**"],
+    ]
+    m = d["machine"]
+    head = (f"FC-DenseNet103, {d['image'][0]}×{d['image'][1]}, {m['cores']} cores, {m['threads']} threads, torch {m['torch']}; "
+            f"{d['note']}. Forward {n(fl['forward_batch1_gflop'], 1)} GFLOP per image, training step {n(d['allocator_default']['training_step_batch2_gflop'], 0)} GFLOP; "
+            f"a large convolution ran at {n(fl['conv_gflop_per_s_measured'], 0)} GFLOP/s here.")
+    return [head, ""] + table(["what", "time / memory", "ratio to the port"], rows)
+
+
+# --------------------------------------------------------------------------------------------- shipped models
+
+
+def default_test_metrics() -> list[str]:
+    d = load("docs/default-model-test-metrics.json")
+    classes, conf = d["classes"], d["confusion"]
+    rows = []
+    for k, name in enumerate(classes):
+        truth = sum(conf[k])
+        predicted = sum(row[k] for row in conf)
+        rows.append([name, f"{n(d['iou'][k], 4)}", f(conf[k][k] / truth if truth else None, 3),
+                     f(conf[k][k] / predicted if predicted else None, 3), str(truth)])
+    head = (f"`{d['model']}` on {d['n_images']} images ({d['data']}, split {d['split']}): mIoU **{n(d['miou'], 4)}** "
+            f"(per image {n(d['miou_per_image'], 4)}), pixel accuracy {n(d['accuracy'], 4)}.")
+    return [head, ""] + table(["class", "IoU", "recall", "precision", "true pixels"], rows)
+
+
+def _cards() -> list[tuple[str, dict]]:
+    folder = ROOT / "src" / "protoseg" / "pretrained"
+    names = sorted(p.stem for p in folder.glob("*.safetensors"))
+    if not names:
+        raise FileNotFoundError("gen_tables: no shipped models in src/protoseg/pretrained")
+    return [(name, load(f"src/protoseg/pretrained/{name}.json")) for name in names]
+
+
+def _network(card: dict) -> str:
+    a = card["architecture"]
+    o = a.get("options", {})
+    if a["name"] == "fcdensenet" and "down_blocks" in o:
+        levels, layers = len(o["down_blocks"]), sorted(set(o["down_blocks"]))
+        text = f"FC-DenseNet, {levels} levels of {'/'.join(map(str, layers))} layers, growth {o.get('growth_rate')}"
+    else:
+        text = a["name"]
+    planes = [name for key, name in (("hit_mask_input", "hit mask"), ("position_input", "position")) if o.get(key)]
+    if planes:
+        text += f"; input planes: charge + {' + '.join(planes)}"
+    if o.get("norm_statistics"):
+        text += f"; BN statistics `{o['norm_statistics']}`"
+    return text
+
+
+def shipped_cards() -> list[str]:
+    rows = []
+    for name, card in _cards():
+        val = card.get("metrics", {}).get("validation", {})
+        iou = val.get("iou", {})
+        trained = card.get("trained_on", {})
+        where = trained.get("gpu") or trained.get("cpu") or "—"
+        if trained.get("wall_time_s") is not None:
+            where += f", {n(trained['wall_time_s'] / 60, 0)} min, {trained.get('steps')} steps (last stage)"
+        threshold = card.get("decision", {}).get("beam_threshold")
+        rows.append([
+            f"`{name}`", card.get("model_version", "unversioned"), _network(card), str(len(card["classes"])),
+            f"`{card['input'].get('normalisation')}`", f"`{card['input'].get('image', {}).get('beam_label_rule', '—')}`",
+            where, f(iou.get("beam"), 3) if "beam" in iou else "—", f(val.get("miou"), 3),
+            "argmax" if threshold is None else f"P(beam) ≥ {threshold}",
+        ])
+    return table(["model", "model version", "network", "classes", "normalisation", "beam label rule", "trained on",
+                  "validation beam IoU", "validation mIoU", "decision"], rows)
+
+
+def working_point(source: str) -> Callable[[], list[str]]:
+    def build() -> list[str]:
+        d = load(source)
+        points = [p for p in d["points"] if 0.399 < p["beam_threshold"] < 0.701]
+        card = d.get("card_beam_threshold")
+        cell = lambda p, text: f"**{text}**" if card is not None and abs(p["beam_threshold"] - card) < 1e-9 else text  # noqa: E731
+        header = ["P(beam) ≥"] + [cell(p, f"{n(p['beam_threshold'], 2)}" + (" (card)" if card is not None and abs(p['beam_threshold'] - card) < 1e-9 else ""))
+                                  for p in points]
+        rows = [["hit efficiency"] + [cell(p, f"{n(p['beam_efficiency'], 3)}") for p in points],
+                ["hit purity"] + [cell(p, f"{n(p['beam_purity'], 3)}") for p in points]]
+        return table(header, rows) + ["", f"{d['beam_hits']} true beam hits; events `{d['events']}`."]
+    return build
+
+
+def beam_hit_origins() -> list[str]:
+    d = load("benchmarks/results/beam_hit_origins.json")
+    g = d["groups"]
+    wanted = [
+        ("beam / primary", "the primary and its EM daughters (what rule 2018 calls beam)"),
+        ("beam / primary / e/gamma", "· of which a beam e⁺ shower (e/γ)"),
+        ("beam / primary / pi+-", "· of which a primary π±"),
+        ("beam / primary / p", "· of which a primary p"),
+        ("beam / hadronic descendants", "hadronic descendants (inelastic products, decays, captures, and their showers)"),
+        ("beam / hadronic descendants / pi+-", "· of which π±"),
+        ("beam / hadronic descendants / e/gamma", "· of which e/γ (π⁰ showers, ...)"),
+        ("beam / hadronic descendants / p", "· of which p"),
+        ("beam / hadronic descendants / >= 50 cm from the primary", "· of which ≥ 50 cm from every hit of the primary"),
+    ]
+    rows = [[label, f"{n(100 * g[key]['fraction_of_beam_hits'], 1)}%", f(g[key]["efficiency"], 3),
+             f"{n(100 * g[key]['missed_fraction_of_beam_hits'], 1)}%"] for key, label in wanted]
+    nb = g["not-beam"]
+    near = sum(g[f"not-beam / {b} from a beam hit"]["fraction_of_tagged_beam"] for b in ("0-2 cm", "2-10 cm"))
+    far = g["not-beam / >= 50 cm from a beam hit"]["fraction_of_tagged_beam"]
+    tail = (f"`default` tags {n(d['efficiency'], 3)} of these {d['beam_hits']} beam hits at purity {n(d['purity'], 3)} "
+            f"({d['n_events']} events). Of the hits it tags beam, {n(100 * nb['fraction_of_tagged_beam'], 1)}% are not-beam hits: "
+            f"{n(100 * near, 1)} points within 10 cm of a beam hit, {n(100 * far, 1)} beyond 50 cm.")
+    return table(["beam hits of", "share of the beam hits", "efficiency", "missed (share of all beam hits)"], rows) + ["", tail]
+
+
+# --------------------------------------------------------------------------------------------- studies
+
+
+def robustness() -> list[str]:
+    d = load("benchmarks/results/robustness.json")
+    rows = []
+    for cond in d.values():
+        dm, da, st = cond["default"], cond["default_all_events"], cond["study2018"]
+        has_sel = dm["n_images"] > 0 and "iou" in dm
+        rows.append([
+            cond["description"], str(dm["n_images"]),
+            f(dm["iou"]["beam"]) if has_sel else "—", f(dm["miou"]) if has_sel else "—",
+            f"{pair(da['iou']['beam'], da['miou'])} ({da['n_images']})",
+            pair(dm.get("hit_beam_efficiency"), dm.get("hit_beam_purity")),
+            str(st["n_images"]), f(st["iou"]["beam"]) if st["n_images"] else "—", f(st["miou"]) if st["n_images"] else "—",
+        ])
+    seeds = sorted({c["seed"] for c in d.values()})
+    events = sorted({c["events"] for c in d.values()})
+    return table(["condition", "`default`: selected images", "beam IoU", "mIoU", "all events: beam IoU / mIoU",
+                  "hits: beam efficiency / purity", "`study2018`: images", "beam IoU", "mIoU"], rows) + [
+        "", f"{'/'.join(map(str, events))} events per condition, seed {', '.join(map(str, seeds))}."]
+
+
+def model_study() -> list[str]:
+    d = load("benchmarks/results/model_study.json")
+    order = [v for v in ("baseline", "hit_mask", "whole_images", "position", "combined") if v in d["variants"]]
+    order += [v for v in d["variants"] if v not in order]
+    rows = []
+    for name in order:
+        v = d["variants"][name]
+        h = v["heldout"]
+        rows.append([f"`{name}`: {v['what']}", str(v["steps"]), f(h["iou"]["beam"]), f(h["miou"]), pair(h["beam_recall"], h["beam_precision"]),
+                     pair(h.get("hit_beam_efficiency"), h.get("hit_beam_purity"))])
+    first = d["variants"][order[0]]["heldout"]
+    return table([f"variant ({n(d['cpu_budget_s'], 0)} CPU-s each)", "steps", "beam IoU", "mIoU", "beam recall / precision",
+                  "hits: efficiency / purity"], rows) + [
+        "", f"Held out: {first['n_images']} images; hit level on {first['hit_events']} events. Baseline recipe `{d['baseline']}`."]
+
+
+_POOLING_LABEL = {"max+spread-rms": "max, `--spread-rms`"}
+
+
+def downsampling_oracle() -> list[str]:
+    d = load("benchmarks/results/downsampling.json")
+    rows = []
+    for r in d["rows"]:
+        fr = r["pixel_fractions_all"]
+        rows.append([
+            _POOLING_LABEL.get(r["variant"], r["variant"]), str(r["size"]), pair(r["efficiency_all"], r["purity_all"], 4),
+            pair(r["efficiency_selected"], r["purity_selected"], 4), f"{n(100 * fr['beam'], 3)} / {n(100 * fr['not-beam'], 3)}",
+            f"{n(r['beam_pixels_per_image_all'], 0)}", f"{n(r['event_to_image_cpu_ms_per_event'], 2)}",
+            f"{n(r['make_image_file_cpu_ms_per_event'], 1)}", f"{n(r['file_bytes_per_image'] / 1000, 1)}",
+        ])
+    first = d["rows"][0]
+    return table(["pooling", "size", f"oracle beam efficiency / purity (all {first['events']})", f"the {first['selected_events']} selected",
+                  "beam / not-beam pixels (% of image)", "beam pixels per image", "pooling, CPU ms/event", "`images`, CPU ms/event",
+                  "kB per image (file)"], rows)
+
+
+def downsampling_inference() -> list[str]:
+    d = load("benchmarks/results/downsampling.json")
+    rows = [[f"{r['size']}×{r['size']}", f"{n(r['cpu_ms_per_image_median'], 0)} ms", f"{n(r['peak_rss_mb'], 0)} MB",
+             f"{n(r['peak_rss_before_inference_mb'], 0)} MB", f"{n(r['wall_ms_per_image_median'] / 1000, 1)} s"] for r in d["inference_default_model"]]
+    return table(["size", "CPU per image (median)", "peak memory", "before the first image", "wall per image (busy machine: not a speed)"], rows)
+
+
+def downsampling_trained() -> list[str]:
+    d = load("benchmarks/results/downsampling.json")
+    repeat = load("benchmarks/results/downsampling-repeat-seed2019.json")
+    oracle = {(r["variant"], r["size"]): r for r in d["rows"]}
+    rows = []
+    for trained, label_seed in ((d["trained"], False), (repeat["trained"], True)):
+        for name, v in trained["variants"].items():
+            o = oracle.get((name, trained["size"]))
+            label = _POOLING_LABEL.get(name, name) + (f", seed {trained['seed']}" if label_seed else "")
+            rows.append([label, str(v["trained_on"]["steps"]), pair(v["hit_beam_efficiency"], v["hit_beam_purity"]),
+                         f"**{n(v['balanced_efficiency_purity'], 3)}** ({n(v['balanced_threshold'], 2)})",
+                         pair(o["efficiency_all"], o["purity_all"]) if o and not label_seed else ""])
+    t = d["trained"]
+    return table([f"pooling ({t['size']}×{t['size']})", f"training steps in {n(t['cpu_budget_s'], 0)} CPU-s", "hit efficiency / purity at argmax",
+                  "**efficiency = purity** (at t)", "oracle efficiency / purity"], rows) + [
+        "", f"Recipe `{t['recipe']}`, seed {t['seed']} (repeat: seed {repeat['trained']['seed']}); held-out events `{t['heldout_events']}`."]
+
+
+def inference_levers() -> list[str]:
+    d = load("benchmarks/results/inference_levers.json")
+    names = {"with-cpu-continuation": "· averaged ½ : ½ with its CPU continuation", "with-A": "· averaged ½ : ½ with run A"}
+    rows, seen = [], set()
+    for run in d["runs"]:
+        groups: dict[tuple[str, str], dict[str, dict]] = {}
+        for row in run["rows"]:
+            groups.setdefault((row["variant"], row["shifts"]), {})[row["decision"]] = row
+        for (variant, shifts), by in groups.items():
+            key = (run["images"], run["split"], variant, shifts)
+            if key in seen:  # the base row of a second run on the same images
+                continue
+            seen.add(key)
+            if variant == "base" and shifts == "none":
+                label = f"`{run['model']}`, {run['n_images']} images of `{run['images']}` ({run['split']})"
+            elif shifts != "none":
+                label = f"· {shifts} shifts"
+            else:
+                label = names.get(variant, f"· {variant}")
+            am = by.get("argmax")
+            wp = next((r for k, r in by.items() if k != "argmax"), None)
+            rows.append([label, f"{n(am['iou'][1], 4)} ({n(am['miou'], 4)})" if am else "—", f"{n(wp['iou'][1], 4)} ({n(wp['miou'], 4)})" if wp else "—",
+                         f"{n((am or wp)['seconds_per_image'], 2)}"])
+    return table(["beam IoU (mIoU)", "argmax", "working point 0.55", "s per image (2 threads)"], rows) + ["", d["machine"] + "."]
+
+
+def beam_cluster_cleanup() -> list[str]:
+    header = ["largest distance D from the main beam cluster"]
+    rows = []
+    for seed, label in (("7117", "seed 7117 (decision)"), ("2718", "seed 2718 (unseen)")):
+        d = load(f"benchmarks/results/beam_cluster_cleanup-seed{seed}.json")
+        if len(header) == 1:
+            header += ["none (as shipped)" if p["max_distance_px"] is None else f"{n(p['max_distance_px'], 0)} px" for p in d["points"]]
+        point = "argmax" if d["beam_threshold"] is None else f"working point {d['beam_threshold']}"
+        rows.append([f"{label}: pixel beam IoU"] + [f"{n(p['pixel_beam_iou'], 4)}" for p in d["points"]])
+        rows.append([f"seed {seed}: hit efficiency / purity ({point})"] + [pair(p["hit_beam_efficiency"], p["hit_beam_purity"]) for p in d["points"]])
+    return table(header, rows)
+
+
+def cpu_continuation() -> list[str]:
+    d = load("benchmarks/results/cpu_continue_default.json")
+    b = d["default_before"]
+    rows = [["shipped `default`", "0", "—", f"{n(b['val_iou_beam'], 4)}", f"{n(b['val_miou'], 4)}"]]
+    rows += [["continued (one-cycle, peak 1.5e-4)", str(p["step"]), f"{n(p['wall_time_s'] / 60, 0)}", f"{n(p['val_iou_beam'], 4)}", f"{n(p['val_miou'], 4)}"]
+             for p in d["curve"]]
+    second = d["second_run"]
+    rows += [["continued at a constant 2e-5", str(p["step"]), f"{n(p['wall_time_s'] / 60, 0)}", f"{n(p['val_iou_beam'], 4)}", f"{n(p['val_miou'], 4)}"]
+             for p in second["curve"]]
+    swap = second["bn_statistics_swap"]
+    rows += [["continued weights, shipped BN statistics", "", "", f"{n(swap['continued_weights_shipped_bn_statistics']['val_iou_beam'], 4)}",
+              f"{n(swap['continued_weights_shipped_bn_statistics']['val_miou'], 4)}"],
+             ["shipped weights, continued BN statistics", "", "", f"{n(swap['shipped_weights_continued_bn_statistics']['val_iou_beam'], 4)}",
+              f"{n(swap['shipped_weights_continued_bn_statistics']['val_miou'], 4)}"]]
+    return table(["weights", "steps", "wall min", "validation beam IoU", "validation mIoU"], rows) + [
+        "", f"Validation: {d['validation']}. {d['machine']}; {d['date']}. Command: `{d['command']}`."]
+
+
+def hit_ceiling() -> list[str]:
+    d = load("benchmarks/results/hit_ceiling.json")
+    rows = [[f"{r['size']}×{r['size']}", r["pooling"], pair(r["efficiency_all"], r["purity_all"]),
+             pair(r["efficiency_selected"], r["purity_selected"])] for r in d["rows"]]
+    first = d["rows"][0]
+    return table(["size", "pooling", f"perfect pixels: hit efficiency / purity ({first['events']} events)",
+                  f"the {first['selected_events']} selected"], rows)
+
+
+# --------------------------------------------------------------------------------------------- simulation
+
+
+def beam_footprint() -> list[str]:
+    d = load("benchmarks/results/beam_footprint.json")
+    labels = [("7_gev_hit_cut_300", "hits below 300 ADC·tick dropped"), ("7_gev_hit_cut_700", "hits below 700 ADC·tick dropped"),
+              ("7_gev_lifetime_3ms", "electron lifetime 3 ms instead of 35 ms"),
+              ("7_gev_beyond_20_columns", "only the part beyond the first 20 wire columns"),
+              ("7_gev_beyond_40_columns", "only the part beyond the first 40 wire columns")]
+    rows = [[f"{e} GeV/c e⁺ guns", f"{n(v['beam_hits'], 0)}", f"{n(v['beam_pixels'], 0)}"] for e, v in d["positron_guns"].items()]
+    rows += [[f"7 GeV/c, {label}", f"{n(d[key]['beam_hits'], 0)}", f"{n(d[key]['beam_pixels'], 0)}"] for key, label in labels]
+    return table(["e⁺ shower, 320 × 320 pixels (median of the guns)", "beam hits", "beam pixels"], rows) + [
+        "", f"{d['events_per_setting']} guns per setting, seed {d['seed']}."]
+
+
+def shower_profiles() -> list[str]:
+    d = load("benchmarks/results/shower_profiles.json")
+    rows = []
+    for energy, species in d["simulation"].items():
+        e = species["e-"]
+        g = d["gflash"][energy]["e"]
+        rows.append([f"{int(energy) / 1000:g} GeV e⁻", pair(e["containment"]["1.0"], e["containment"]["3.5"], 2),
+                     pair(g["containment"]["1.0"], g["containment"]["3.5"], 2), f"{n(e['depth_x0_50_90_95'][0], 1)}", f"{n(g['depth_x0_50_90_95'][0], 1)}"])
+    pdg = d["pdg_containment"]
+    return table(["shower", "protoseg: within 1 / 3.5 R_M", "GFlash (argon)", "protoseg: depth of 50% (X₀)", "GFlash"], rows) + [
+        "", f"{d['showers_per_setting']} showers each, seed {d['seed']}; Molière radius {d['moliere_radius_cm']} cm, X₀ {d['radiation_length_cm']} cm; "
+            f"the PDG rule of thumb: {pdg['1.0']} within 1 R_M, {pdg['3.5']} within 3.5 R_M."]
+
+
+# name -> (results files it reads, builder)
+TABLES: dict[str, tuple[tuple[str, ...], Callable[[], list[str]]]] = {
+    "summary": (("benchmarks/results/summary.json",), summary),
+    "models": (("benchmarks/results/models.json",), models),
+    "default-test-metrics": (("docs/default-model-test-metrics.json",), default_test_metrics),
+    "shipped-cards": (("src/protoseg/pretrained/*.json",), shipped_cards),
+    "working-point": (("benchmarks/results/working_point.json",), working_point("benchmarks/results/working_point.json")),
+    "working-point-seed5150": (("benchmarks/results/working_point-seed5150.json",), working_point("benchmarks/results/working_point-seed5150.json")),
+    "beam-hit-origins": (("benchmarks/results/beam_hit_origins.json",), beam_hit_origins),
+    "robustness": (("benchmarks/results/robustness.json",), robustness),
+    "model-study": (("benchmarks/results/model_study.json",), model_study),
+    "downsampling-oracle": (("benchmarks/results/downsampling.json",), downsampling_oracle),
+    "downsampling-inference": (("benchmarks/results/downsampling.json",), downsampling_inference),
+    "downsampling-trained": (("benchmarks/results/downsampling.json", "benchmarks/results/downsampling-repeat-seed2019.json"), downsampling_trained),
+    "inference-levers": (("benchmarks/results/inference_levers.json",), inference_levers),
+    "beam-cluster-cleanup": (("benchmarks/results/beam_cluster_cleanup-seed7117.json", "benchmarks/results/beam_cluster_cleanup-seed2718.json"),
+                             beam_cluster_cleanup),
+    "cpu-continuation": (("benchmarks/results/cpu_continue_default.json",), cpu_continuation),
+    "hit-ceiling": (("benchmarks/results/hit_ceiling.json",), hit_ceiling),
+    "beam-footprint": (("benchmarks/results/beam_footprint.json",), beam_footprint),
+    "shower-profiles": (("benchmarks/results/shower_profiles.json",), shower_profiles),
+}
+
+
+def render(name: str) -> str:
+    """The markdown of table ``name``: the table and a line naming the files it was made from."""
+    if name not in TABLES:
+        raise KeyError(f"gen_tables: no table named {name!r} (known: {', '.join(TABLES)})")
+    sources, build = TABLES[name]
+    try:
+        lines = build()
+    except KeyError as exc:
+        raise KeyError(f"gen_tables: table {name!r}: key {exc} missing in {', '.join(sources)}") from None
+    where = ", ".join(f"`{s}`" for s in sources)
+    return "\n".join(lines) + f"\n\n*Generated by `docs/gen_tables.py` from {where}.*\n"
+
+
+def expand(markdown: str, where: str = "") -> str:
+    """Replace every ``<!-- gen-table: NAME -->`` line of a page by its table."""
+    def one(match: re.Match) -> str:
+        try:
+            return render(match.group(1))
+        except (KeyError, FileNotFoundError) as exc:
+            raise RuntimeError(f"{where}: {exc.args[0] if exc.args else exc}") from None
+
+    return MARKER.sub(one, markdown)
+
+
+def on_page_markdown(markdown: str, page=None, config=None, files=None, **_) -> str:  # MkDocs hook
+    try:
+        return expand(markdown, page.file.src_path if page is not None else "")
+    except RuntimeError as exc:
+        from mkdocs.exceptions import PluginError
+
+        raise PluginError(str(exc)) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="tables to print (none: list the names)")
+    parser.add_argument("--out", metavar="DIR", help="write every table as DIR/NAME.md")
+    args = parser.parse_args(argv)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in TABLES:
+            (out / f"{name}.md").write_text(render(name), encoding="utf-8")
+        print(f"wrote {len(TABLES)} tables into {out}")
+        return 0
+    if not args.names:
+        print("\n".join(TABLES))
+        return 0
+    for name in args.names:
+        print(render(name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
