@@ -1,0 +1,109 @@
+"""Time to quality: hit-level beam efficiency and purity against training time, for the hit-level network
+(every checkpoint its run kept) and for the image networks `default` (GPU) and `default-cpu`, all on the
+same events that no training or decision saw.
+
+    python benchmarks/time_to_quality.py runs/hits EVENTS.h5 [--events 60] [--models default default-cpu]
+
+The hit-level run must have been trained with ``trainer.keep_checkpoints: true``: each ``step-K.ckpt``
+records the CPU seconds spent up to it. Checkpoints are scored at argmax (a working point is chosen
+only for the shipped weights); the shipped models at their cards' working points, as ``predict`` runs
+them. Their training cost is the README's (whole recipes, all stages): ``default-cpu`` 3 h 41 min on
+this 2-core CPU (13 260 s of wall time; its four stages' CPU time was not summed in its cards),
+``default`` 410 s + 180 s on one NVIDIA H200. Results: ``benchmarks/results/time_to_quality.json`` and
+``docs/time-to-quality.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import tempfile
+from pathlib import Path
+
+from protoseg.fileio import write_json
+from protoseg.hits.inference import evaluate_events
+from protoseg.inference import predict_file
+from protoseg.loading import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "time_to_quality.json"
+FIGURE = ROOT / "docs" / "time-to-quality.png"
+# Training cost of the shipped image networks, as the README records it (all stages of each recipe).
+SHIPPED_COST = {
+    "default-cpu": {"device": "2-core CPU (this machine)", "wall_time_s": 3 * 3600 + 41 * 60},
+    "default": {"device": "one NVIDIA H200", "wall_time_s": 410 + 180},
+}
+
+
+def _subset(events: Path, n: int, folder: Path) -> Path:
+    """The first ``n`` events of ``events`` as a file of their own (what every model is scored on)."""
+    from protoseg.events import EventsWriter, open_events
+
+    out = folder / "events.h5"
+    with open_events(events) as source, EventsWriter(out, config=source.config, is_mc=source.is_mc, source=str(events)) as writer:
+        for event in source.iter_events(stop=min(n, len(source))):
+            writer.append(event)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path, help="run folder of the hit-level network (checkpoints/step-K.ckpt)")
+    parser.add_argument("events", type=Path, help="events with truth no training or decision saw")
+    parser.add_argument("--events", dest="n_events", type=int, default=60)
+    parser.add_argument("--models", nargs="*", default=["default", "default-cpu"], help="shipped image models to compare")
+    args = parser.parse_args()
+    checkpoints = sorted(args.run.glob("checkpoints/step-*.ckpt"), key=lambda p: int(re.findall(r"\d+", p.stem)[0]))
+    if not checkpoints:
+        raise SystemExit(f"{args.run}: no checkpoints/step-K.ckpt (train with trainer.keep_checkpoints: true)")
+    with tempfile.TemporaryDirectory() as tmp:
+        events = _subset(args.events, args.n_events, Path(tmp))
+        curve = []
+        for path in checkpoints:
+            model = load_model(path)
+            validation = model.card["metrics"]["validation"]
+            scores = evaluate_events(model, events, beam_threshold="argmax", progress=False)["hits"]["all"]
+            beam = scores["classes"].index("beam")
+            curve.append({"checkpoint": path.name, "step": int(validation.get("step", -1)), "cpu_time_s": validation.get("cpu_time_s"),
+                          "wall_time_s": validation.get("wall_time_s"), "beam_efficiency": scores["efficiency"][beam],
+                          "beam_purity": scores["purity"][beam]})
+            print(json.dumps(curve[-1]))
+        shipped = {}
+        for name in args.models:
+            summary = predict_file(load_model(name), events, Path(tmp) / f"{name}.h5", progress=False)
+            shipped[name] = {**SHIPPED_COST.get(name, {}), "beam_efficiency": summary.hit_metrics["beam_efficiency"],
+                             "beam_purity": summary.hit_metrics["beam_purity"], "beam_threshold": summary.beam_threshold}
+            print(name, json.dumps(shipped[name]))
+    result = {"events": str(args.events), "n_events": args.n_events, "run": str(args.run), "hit_level": curve, "shipped": shipped}
+    write_json(RESULTS, result)
+    _plot(result)
+
+
+def _plot(result: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    hours = [p["cpu_time_s"] / 3600 / 2 for p in result["hit_level"]]  # 2 cores: wall hours of the machine
+    ax.plot(hours, [p["beam_efficiency"] for p in result["hit_level"]], "o-", color="tab:red", label="hit-level sparse U-Net: efficiency")
+    ax.plot(hours, [p["beam_purity"] for p in result["hit_level"]], "s--", color="tab:red", label="hit-level sparse U-Net: purity")
+    colours = {"default": "tab:blue", "default-cpu": "tab:green"}
+    for name, point in result["shipped"].items():
+        x = point.get("wall_time_s", 0) / 3600
+        where = point.get("device", "")
+        ax.scatter([x], [point["beam_efficiency"]], marker="o", color=colours.get(name, "k"), s=60, label=f"{name} ({where}): efficiency")
+        ax.scatter([x], [point["beam_purity"]], marker="s", color=colours.get(name, "k"), s=60, facecolors="none", label=f"{name}: purity")
+    ax.set_xlabel("training time (hours; the hit-level run: its CPU time / 2 cores)")
+    ax.set_ylabel("beam hits (rule all)")
+    ax.set_title(f"Time to quality on {result['n_events']} unseen events ({Path(result['events']).name})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    FIGURE.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(FIGURE, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
