@@ -163,10 +163,19 @@ def _network(card: dict) -> str:
     return text
 
 
+def code(value: Any) -> str:
+    return "—" if value is None else f"`{value}`"
+
+
+def number(value: Any, digits: int = 3) -> str:
+    """A card's metric, or '—' where the card has none (cards of other kinds of model hold other metrics)."""
+    return f(value, digits) if isinstance(value, (int, float)) and not isinstance(value, bool) else "—"
+
+
 def shipped_cards() -> list[str]:
     rows = []
     for name, card in _cards():
-        val = card.get("metrics", {}).get("validation", {})
+        val = card.get("metrics", {}).get("validation", {}) or {}
         iou = val.get("iou", {})
         trained = card.get("trained_on", {})
         where = trained.get("gpu") or trained.get("cpu") or "—"
@@ -175,8 +184,8 @@ def shipped_cards() -> list[str]:
         threshold = card.get("decision", {}).get("beam_threshold")
         rows.append([
             f"`{name}`", card.get("model_version", "unversioned"), _network(card), str(len(card["classes"])),
-            f"`{card['input'].get('normalisation')}`", f"`{card['input'].get('image', {}).get('beam_label_rule', '—')}`",
-            where, f(iou.get("beam"), 3) if "beam" in iou else "—", f(val.get("miou"), 3),
+            code(card["input"].get("normalisation")), code(card["input"].get("image", {}).get("beam_label_rule")),
+            where, number(iou.get("beam") if isinstance(iou, dict) else None), number(val.get("miou")),
             "argmax" if threshold is None else f"P(beam) ≥ {threshold}",
         ])
     return table(["model", "model version", "network", "classes", "normalisation", "beam label rule", "trained on",
