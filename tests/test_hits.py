@@ -13,6 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import protoseg
+
 from protoseg.cli import main
 from protoseg.config import apply_overrides, load_config
 from protoseg.errors import InputError
@@ -266,6 +268,7 @@ def test_predict_and_evaluate_a_hit_model(hit_run, tmp_path, capsys):
         if tagged.any():
             assert metrics["beam_purity"] == pytest.approx((beam & tagged).sum() / tagged.sum())
         assert handle["pred"].shape == (5, 320, 320) and handle["prob"].shape == (5, 3, 320, 320)
+        assert handle.attrs["protoseg_version"] == protoseg.__version__ and handle.attrs["model_version"] == ""  # a run's card: no version
 
     result = evaluate_events(model, events, beam_threshold="argmax", min_beam_hits=1, min_notbeam_hits=1, progress=False)
     confusion = np.asarray(result["hits"]["all"]["confusion"])
@@ -275,6 +278,7 @@ def test_predict_and_evaluate_a_hit_model(hit_run, tmp_path, capsys):
     assert main(["evaluate", str(run), str(events), "-o", str(tmp_path / "ev")]) == 0
     written = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert written["n_events"] == 5 and "hits, beam label rule all" in capsys.readouterr().out
+    assert written["protoseg_version"] == protoseg.__version__ and written["model_version"] is None
     # the tiny events have < 2000 beam hits: none passes the 2018 selection of the pixel scores and displays
     assert written["pixels"]["n_images"] == 0 and not (tmp_path / "ev" / "event_median.png").exists()
     assert written["hits"]["all"]["confusion"] == confusion.tolist()
@@ -308,3 +312,29 @@ def test_export_torchscript_equals_python_and_onnx_is_refused(tmp_path, capsys):
     assert card["export"]["output"].startswith("softmax probabilities [n, C]")
     assert main(["export", str(weights), "--format", "onnx", "-o", str(tmp_path / "hits.onnx")]) == 2
     assert "TorchScript only" in capsys.readouterr().err and not (tmp_path / "hits.onnx").exists()
+
+
+def test_resumed_hit_run_matches_uninterrupted_run(tmp_path):
+    """A hit-level run stopped after one epoch and started again ends with the weights of a straight two-epoch run."""
+    from protoseg.config import validate
+    from protoseg.training import train
+
+    events = tiny_events(tmp_path / "events.h5", n=4)
+
+    def config(out: Path, epochs: int) -> dict:
+        return validate(apply_overrides(load_config(Path(__file__).resolve().parents[1] / "configs" / "hits-cpu.yaml"), [
+            f"data.path={events}", f"out={out}", "model.channels=[4, 8]", "model.reps=1", "data.validation_events=1",
+            f"trainer.max_epochs={epochs}", "trainer.limit_train_batches=1.0", "trainer.cpu_time_budget_s=0",
+            "trainer.keep_checkpoints=false", "optim.schedule=none", "trainer.progress_bar=false"]))  # a cosine would follow max_epochs
+
+    def weights(run: Path) -> dict:
+        state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+        return {k: v for k, v in state.items() if v.is_floating_point()}
+
+    train(config(tmp_path / "straight", 2))
+    train(config(tmp_path / "killed", 1))
+    first = weights(tmp_path / "killed")
+    assert train(config(tmp_path / "killed", 2)).resumed_from == tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    straight, again = weights(tmp_path / "straight"), weights(tmp_path / "killed")
+    assert max(float((straight[k] - again[k]).abs().max()) for k in straight) <= 1e-6
+    assert any(not torch.equal(first[k], again[k]) for k in again)

@@ -87,11 +87,13 @@ def test_no_private_names_imported_across_files():
 LAYERS = {
     "commands": ("protoseg", "protoseg.__main__", "protoseg.cli", "protoseg.commands"),
     "stages": ("protoseg.sim", "protoseg.importers", "protoseg.images.make", "protoseg.images", "protoseg.training",
-               "protoseg.predictor", "protoseg.inference", "protoseg.evaluation", "protoseg.export", "protoseg.display"),
+               "protoseg.predictor", "protoseg.inference", "protoseg.evaluation", "protoseg.export", "protoseg.display",
+               "protoseg.hits.inference"),
     "formats and models": ("protoseg.events", "protoseg.images.grid", "protoseg.images.labels", "protoseg.images.pooling",
                            "protoseg.images.selection", "protoseg.images.imagefile", "protoseg.images.balance",
                            "protoseg.modelcards", "protoseg.loading", "protoseg.models", "protoseg.losses",
-                           "protoseg.metrics", "protoseg.data", "protoseg.config", "protoseg.root_friend"),
+                           "protoseg.metrics", "protoseg.data", "protoseg.config", "protoseg.root_friend", "protoseg.predictions",
+                           "protoseg.hits"),
     "base": ("protoseg.detector", "protoseg.errors", "protoseg.fileio", "protoseg.progress", "protoseg.version"),
 }
 

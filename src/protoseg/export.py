@@ -19,6 +19,7 @@ import torch
 
 from protoseg.errors import InputError
 from protoseg.fileio import atomic_output
+from protoseg.version import __version__
 
 __all__ = ["FORMATS", "TOLERANCE", "Probabilities", "ExportResult", "export_model", "sample_input", "sample_hits"]
 
@@ -172,7 +173,8 @@ def export_model(model: torch.nn.Module, fmt: str, output: str | Path, opset: in
             raise InputError(f"{fmt} export differs from PyTorch by {worst:.3g} (> {tolerance:g}); not written", output)
     if card:
         # The card travels with the exported file: what it expects and returns, and how close it is.
-        export_info = {"format": fmt, "output": "softmax probabilities [N, C, H, W]", "max_abs_diff": diffs, "tolerance": tolerance}
+        export_info = {"format": fmt, "output": "softmax probabilities [N, C, H, W]", "max_abs_diff": diffs, "tolerance": tolerance,
+                       "protoseg_version": __version__}
         with atomic_output(Path(str(output) + ".json")) as tmp:
             Path(tmp).write_text(json.dumps({**card, "export": export_info}, indent=2) + "\n")
     return ExportResult(output, fmt, diffs, tolerance)
@@ -228,7 +230,8 @@ def _export_hit_model(model: torch.nn.Module, card: dict[str, Any], fmt: str, ou
         if not np.isfinite(worst) or worst > tolerance:
             raise InputError(f"{fmt} export differs from PyTorch by {worst:.3g} (> {tolerance:g}); not written", output)
     export_info = {"format": fmt, "input": "hits [n, 4] float32: wire (0..1439), peak tick (0..5999), integral (ADC*tick), rms (ticks)",
-                   "output": "softmax probabilities [n, C], one row per hit", "max_abs_diff": diffs, "tolerance": tolerance}
+                   "output": "softmax probabilities [n, C], one row per hit", "max_abs_diff": diffs, "tolerance": tolerance,
+                   "protoseg_version": __version__}
     with atomic_output(Path(str(output) + ".json")) as tmp:
         Path(tmp).write_text(json.dumps({**card, "export": export_info}, indent=2) + "\n")
     return ExportResult(output, fmt, diffs, tolerance)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from protoseg.errors import InputError
 
-__all__ = ["atomic_output", "write_json", "atomic_folder", "check_readable", "open_h5_checked", "closed_if_corrupt"]
+__all__ = ["atomic_output", "write_json", "atomic_folder", "check_readable", "hdf5_format", "open_h5_checked", "closed_if_corrupt"]
 
 
 @contextlib.contextmanager
@@ -150,3 +150,17 @@ def closed_if_corrupt(handle, path: str | Path, what: str) -> Iterator[None]:
     except CORRUPT_READ_ERRORS as exc:
         handle.close()
         raise InputError(f"{what} is incomplete or corrupt ({exc.__class__.__name__}: {exc})", path) from None
+
+
+def hdf5_format(path: str | Path) -> str:
+    """The ``format`` attribute of an HDF5 file ("protoseg-events", "protoseg-images", ...); InputError if unreadable."""
+    import h5py
+
+    path = Path(path)
+    check_readable(path)
+    try:
+        with h5py.File(path, "r") as handle:
+            found = handle.attrs.get("format")
+            return found.decode() if isinstance(found, bytes) else str(found)
+    except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError):
+        raise InputError("not a readable HDF5 file (expected protoseg events or images; truncated or corrupt?)", path) from None

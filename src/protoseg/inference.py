@@ -22,10 +22,11 @@ import torch
 
 from protoseg.errors import InputError
 from protoseg.evaluation import Evaluation, evaluate
-from protoseg.fileio import atomic_output, check_readable
+from protoseg.fileio import atomic_output, hdf5_format
 from protoseg.loading import PRETRAINED_DIR, load_model, shipped_models
 from protoseg.metrics import per_image_miou
 from protoseg.progress import progress_bar
+from protoseg.predictions import PREDICTIONS_FORMAT, PREDICTIONS_VERSION, PredictionsWriter
 from protoseg.predictor import Predictor, batch_slices, check_classes
 from protoseg.version import __version__
 
@@ -42,22 +43,8 @@ __all__ = [
     "per_image_miou",
 ]
 
-PREDICTIONS_FORMAT = "protoseg-predictions"
-PREDICTIONS_VERSION = 1
 # Per-hit truth of hits a beam label rule drops (predict does not score them).
 NO_TRUTH = 255
-
-
-def _file_format(path: Path) -> str:
-    import h5py
-
-    check_readable(path)
-    try:
-        with h5py.File(path, "r") as handle:
-            found = handle.attrs.get("format")
-            return found.decode() if isinstance(found, bytes) else str(found)
-    except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError):
-        raise InputError("not a readable HDF5 file (expected protoseg events or images; truncated or corrupt?)", path) from None
 
 
 @dataclass
@@ -71,32 +58,6 @@ class PredictionSummary:
     displays: list[Path] = field(default_factory=list)
     root_output: Path | None = None
     beam_threshold: float | None = None  # the beam working point the classes were decided with (None: argmax)
-
-
-class _PredictionsWriter:
-    """Grows /pred, /prob, /adc, /event_id (and /label, /hits/*) batch by batch in an open HDF5 file."""
-
-    def __init__(self, handle, n_classes: int, height: int, width: int, with_label: bool) -> None:
-        self.handle = handle
-        # LZF: several times faster to write than gzip. Fletcher-32: a damaged chunk is a read error, not wrong classes.
-        opts = {"compression": "lzf", "shuffle": True, "fletcher32": True}
-        handle.create_dataset("pred", (0, height, width), np.uint8, maxshape=(None, height, width), chunks=(1, height, width), **opts)
-        handle.create_dataset("prob", (0, n_classes, height, width), np.float16, maxshape=(None, n_classes, height, width), chunks=(1, n_classes, height, width), **opts)
-        handle.create_dataset("adc", (0, height, width), np.float32, maxshape=(None, height, width), chunks=(1, height, width), **opts)
-        handle.create_dataset("event_id", (0,), np.int64, maxshape=(None,), chunks=(1024,))
-        if with_label:
-            handle.create_dataset("label", (0, height, width), np.uint8, maxshape=(None, height, width), chunks=(1, height, width), **opts)
-        self.n = 0
-
-    def append(self, pred: np.ndarray, prob: np.ndarray, adc: np.ndarray, event_id: np.ndarray, label: np.ndarray | None) -> None:
-        start, stop = self.n, self.n + len(pred)
-        for name, values in (("pred", pred), ("prob", prob.astype(np.float16)), ("adc", adc), ("event_id", event_id), ("label", label)):
-            if values is None or name not in self.handle:
-                continue
-            dataset = self.handle[name]
-            dataset.resize(stop, axis=0)
-            dataset[start:stop] = values
-        self.n = stop
 
 
 def predict_file(
@@ -126,7 +87,7 @@ def predict_file(
     import h5py
 
     input_path, output_path = Path(input_path), Path(output_path)
-    fmt = _file_format(input_path)
+    fmt = hdf5_format(input_path)
     from protoseg.hits.inference import is_hit_card, predict_events_file
 
     if is_hit_card(getattr(model, "card", {})):
@@ -168,7 +129,8 @@ def predict_file(
             from protoseg.root_friend import FriendTreeWriter
 
             root_tmp = outputs.enter_context(atomic_output(root_path, suffix=".root"))
-            friend = FriendTreeWriter(root_tmp, predictor.class_names, info["source_entries"], input_path)
+            friend = FriendTreeWriter(root_tmp, predictor.class_names, info["source_entries"], input_path,
+                                      model_version=predictor.card.get("model_version"))
             outputs.callback(friend.abort)  # closes the file on failure (close() already did on success)
         handle = outputs.enter_context(h5py.File(tmp, "w"))
         handle.attrs.update(
@@ -181,12 +143,13 @@ def predict_file(
                 "class_names": json.dumps(predictor.class_names),
                 "model": str(getattr(model, "source", "")),
                 "model_card": json.dumps(predictor.card),
+                "model_version": str(predictor.card.get("model_version") or ""),  # "" for a card without one (not shipped)
                 # the beam working point the classes were decided with (-1: the most probable class)
                 "beam_threshold": -1.0 if predictor.beam_threshold is None else predictor.beam_threshold,
                 "size": list(info["size"]),
             }
         )
-        writer = _PredictionsWriter(handle, len(predictor.class_names), *info["size"], with_label=info["has_truth"])
+        writer = PredictionsWriter(handle, len(predictor.class_names), *info["size"], with_label=info["has_truth"])
         hit_pred = hit_offsets = None
         if fmt == "protoseg-events":
             hits = handle.create_group("hits")

@@ -376,20 +376,6 @@ def _data_info(path: Path) -> tuple[list[str], dict[str, Any]]:
         return list(images.class_names), info
 
 
-def _file_format(path: Path) -> str:
-    import h5py
-
-    from protoseg.fileio import check_readable
-
-    check_readable(path)
-    try:
-        with h5py.File(path, "r") as handle:
-            found = handle.attrs.get("format")
-    except OSError:
-        raise InputError("not a readable HDF5 file (truncated or corrupt?)", path) from None
-    return found.decode() if isinstance(found, bytes) else str(found)
-
-
 def _hit_options(config: dict[str, Any]) -> tuple[Any, tuple[str, ...]]:
     """The site grid and features a hit-level model of ``config`` reads (the registry's defaults filled in)."""
     from protoseg.hits.sites import HitGrid, check_features
@@ -402,11 +388,12 @@ def _hit_options(config: dict[str, Any]) -> tuple[Any, tuple[str, ...]]:
 def _hit_data_info(path: Path, config: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
     """Class names and event settings of the events file(s) a hit-level model trains on."""
     from protoseg.events import open_events
+    from protoseg.fileio import hdf5_format
     from protoseg.images.labels import LABEL_SCHEMES
 
     data_cfg = config["data"]
     for role, candidate in (("data.path", path), ("data.validation_path", data_cfg["validation_path"])):
-        if candidate is not None and _file_format(Path(candidate)) != "protoseg-events":
+        if candidate is not None and hdf5_format(Path(candidate)) != "protoseg-events":
             raise InputError(f"{role}: model {config['model']['name']!r} works on hits and trains on an events file "
                              "(protoseg simulate / import-root), not on this file", candidate)
     with open_events(path) as events:

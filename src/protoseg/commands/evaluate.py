@@ -32,6 +32,13 @@ def iou_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def _versions(model) -> dict:
+    """The protoseg version that evaluated and the version of the model card evaluated (None: not a shipped card)."""
+    from protoseg.version import __version__
+
+    return {"protoseg_version": __version__, "model_version": getattr(model, "card", {}).get("model_version")}
+
+
 def write_evaluation(model, model_name: str, images: str, split: str, out: str, batch_size: int = 4, device: str = "cpu", displays: bool = True,
                      beam_threshold: float | str | None = None) -> dict:
     """Evaluate, write DIR/metrics.json and the plots; return the metrics dict.
@@ -51,7 +58,7 @@ def write_evaluation(model, model_name: str, images: str, split: str, out: str, 
     from protoseg.predictor import Predictor
 
     result = evaluate(model, images, split=split, batch_size=batch_size, device=device, beam_threshold=beam_threshold)
-    metrics = result.metrics(model_name, str(images), split)
+    metrics = {**result.metrics(model_name, str(images), split), **_versions(model)}
     with atomic_folder(out) as out_dir:
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
         plot_confusion(result.confusion, result.class_names, out_dir / "confusion.png", title=f"Confusion matrix ({split}, {len(result.event_ids)} images)")
@@ -106,7 +113,8 @@ def write_hit_evaluation(model, model_name: str, events: str, out: str, device: 
 
     metrics = evaluate_events(model, events, device=device, beam_threshold=beam_threshold, min_beam_hits=min_beam_hits,
                               min_notbeam_hits=min_notbeam_hits)
-    metrics.update({"model": model_name, "data": str(events), "iou": metrics["pixels"]["iou"], "miou": metrics["pixels"]["miou"]})
+    metrics.update({"model": model_name, "data": str(events), "iou": metrics["pixels"]["iou"], "miou": metrics["pixels"]["miou"],
+                    **_versions(model)})
     scores = metrics["hits"]["all"]
     with atomic_folder(out) as out_dir:
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
@@ -141,9 +149,9 @@ def run(args: argparse.Namespace) -> int:
     from protoseg.hits.inference import is_hit_card
 
     if is_hit_card(getattr(model, "card", {})):
-        from protoseg.inference import _file_format
+        from protoseg.fileio import hdf5_format
 
-        fmt = _file_format(Path(args.images))
+        fmt = hdf5_format(Path(args.images))
         if fmt != "protoseg-events":
             raise InputError(f"is a '{fmt}' file; the hit-level model {args.model} is evaluated on an events file with truth", args.images)
         metrics = write_hit_evaluation(model, args.model, args.images, args.out, args.device, not args.no_displays, beam_threshold=threshold)

@@ -168,7 +168,7 @@ def predict_events_file(model: torch.nn.Module, input_path: str | Path, output_p
     from protoseg.events import open_events
     from protoseg.fileio import atomic_output
     from protoseg.images.pooling import event_to_image
-    from protoseg.inference import PREDICTIONS_FORMAT, PREDICTIONS_VERSION, _PredictionsWriter
+    from protoseg.predictions import PREDICTIONS_FORMAT, PREDICTIONS_VERSION, PredictionsWriter
     from protoseg.progress import progress_bar
     from protoseg.version import __version__
 
@@ -203,17 +203,18 @@ def predict_events_file(model: torch.nn.Module, input_path: str | Path, output_p
             from protoseg.root_friend import FriendTreeWriter
 
             root_tmp = outputs.enter_context(atomic_output(root_path, suffix=".root"))
-            friend = FriendTreeWriter(root_tmp, names, source_entries, input_path)
+            friend = FriendTreeWriter(root_tmp, names, source_entries, input_path, model_version=predictor.card.get("model_version"))
             outputs.callback(friend.abort)
         handle = outputs.enter_context(h5py.File(tmp, "w"))
         handle.attrs.update({
             "format": PREDICTIONS_FORMAT, "version": PREDICTIONS_VERSION, "protoseg_version": __version__,
             "source": str(input_path), "input_format": "protoseg-events", "class_names": json.dumps(names),
             "model": str(getattr(model, "source", "")), "model_card": json.dumps(predictor.card),
+            "model_version": str(predictor.card.get("model_version") or ""),
             "beam_threshold": -1.0 if predictor.beam_threshold is None else predictor.beam_threshold, "size": list(size),
         })
         has_truth = bool(events.is_mc)
-        writer = _PredictionsWriter(handle, len(names), *size, with_label=has_truth)
+        writer = PredictionsWriter(handle, len(names), *size, with_label=has_truth)
         group = handle.create_group("hits")
         opts = {"compression": "lzf", "fletcher32": True}
         hit_pred = group.create_dataset("pred", (0,), np.uint8, maxshape=(None,), chunks=(65536,), **opts)
