@@ -113,7 +113,9 @@ def write_hit_evaluation(model, model_name: str, events: str, out: str, device: 
 
     metrics = evaluate_events(model, events, device=device, beam_threshold=beam_threshold, min_beam_hits=min_beam_hits,
                               min_notbeam_hits=min_notbeam_hits)
+    # the image networks' top-level keys, from the 2018 grid: metrics.json reads the same for both kinds
     metrics.update({"model": model_name, "data": str(events), "iou": metrics["pixels"]["iou"], "miou": metrics["pixels"]["miou"],
+                    "n_images": metrics["pixels"]["n_images"],
                     **_versions(model)})
     scores = metrics["hits"]["all"]
     with atomic_folder(out) as out_dir:
