@@ -33,11 +33,12 @@ from test_inference import tiny_events
 TINY_HIT = {"channels": [4, 8], "reps": 1}
 
 
-def tiny_hit_weights(folder: Path, seed: int = 0) -> Path:
+def tiny_hit_weights(folder: Path, seed: int = 0, features: tuple[str, ...] | None = None) -> Path:
     """A tiny sparse U-Net (2 levels, 4 and 8 maps) with random weights and BN statistics, as a run's weights."""
     torch.manual_seed(seed)
-    config = apply_overrides(load_config(), ["model.name=sparse_unet", "model.channels=[4, 8]", "model.reps=1"])
-    network = build_model("sparse_unet", num_classes=3, **TINY_HIT)
+    options = dict(TINY_HIT, **({"features": list(features)} if features else {}))
+    config = apply_overrides(load_config(), ["model.name=sparse_unet", *[f"model.{k}={json.dumps(v)}" for k, v in options.items()]])
+    network = build_model("sparse_unet", num_classes=3, **options)
     for module in network.modules():
         if isinstance(module, torch.nn.BatchNorm1d):
             module.running_mean.uniform_(-0.1, 0.1)

@@ -155,3 +155,28 @@ def test_events_out_of_entry_order_leave_no_output(tmp_path, capsys, predicted):
     _refused(capsys, tmp_path, ["predict", str(run), str(shuffled), "-o", str(tmp_path / "x.h5"),
                                 "--root", str(tmp_path / "x.root")],
              "event 71 comes from entry 2 of the input tree where entry 1 was expected")
+
+
+def test_hit_level_model_writes_the_same_friend_tree_from_each_hits_own_probabilities(predicted, tmp_path, capsys):
+    from test_hits import tiny_hit_weights
+
+    _, events, _, _, _ = predicted
+    # the dump records no hit rms: a model that reads it refuses the file in one line, one without it runs
+    with_rms = tiny_hit_weights(tmp_path / "with-rms")
+    assert main(["predict", str(with_rms), str(events), "-o", str(tmp_path / "x.h5"), "--root", str(tmp_path / "x.root")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "rms" in err and not (tmp_path / "x.h5").exists() and not (tmp_path / "x.root").exists()
+    weights = tiny_hit_weights(tmp_path / "no-rms", features=("log_charge", "tick_in_row", "wire", "tick"))
+    out, root = tmp_path / "p.h5", tmp_path / "p.root"
+    assert main(["predict", str(weights), str(events), "-o", str(out), "--root", str(root)]) == 0
+    with h5py.File(out) as h5:
+        hit_pred, hit_prob, offsets = h5["hits/pred"][...], h5["hits/prob"][...].astype(np.float32), h5["hits/offsets"][...]
+    with uproot.open(root) as f:
+        written = f["protoseg"].arrays(library="np")
+    with open_events(events) as f:
+        for k in range(5):
+            index = f.read(k).hits["source_index"]
+            assert list(written["hit_class"][k][index]) == list(hit_pred[offsets[k]:offsets[k + 1]])
+            np.testing.assert_array_equal(written["hit_prob_beam"][k][index], hit_prob[offsets[k]:offsets[k + 1], 1])
+            others = np.setdiff1d(np.arange(COUNTS[k]), index)
+            assert (written["hit_class"][k][others] == -1).all()
