@@ -410,6 +410,32 @@ def shower_profiles() -> list[str]:
             f"the PDG rule of thumb: {pdg['1.0']} within 1 R_M, {pdg['3.5']} within 3.5 R_M."]
 
 
+# --------------------------------------------------------------------------------------------- hit level
+
+
+def hit_grid() -> list[str]:
+    d = load("benchmarks/results/hit_grid.json")
+    rows = [[g["grid"], pair(g["beam_efficiency"], g["beam_purity"], 4), pair(g["notbeam_efficiency"], g["notbeam_purity"], 4),
+             f(g["hits_sharing_a_site"], 4), n(g["sites_per_event"], 0)] for g in d["grids"]]
+    return table(["grid", "beam hits: efficiency / purity", "not-beam hits", "hits sharing their site", "sites per event"], rows) + [
+        "", f"The oracle (every site its own truth, rule `{d['rule']}`) on {d['n_events']} events of `{Path(d['events']).name}`."]
+
+
+def sparse_backends() -> list[str]:
+    d = load("benchmarks/results/sparse_backends.json")
+    ms = lambda v: n(1000 * v, 0)  # noqa: E731
+    rows = []
+    for name, t in d["median_s"].items():
+        threads = "1" if name.endswith("1_thread") else str(d["threads"])
+        diff = 0.0 if name == "protoseg" else d["max_abs_output_difference"][f"spconv_{threads}_threads"]
+        label = "protoseg (plain PyTorch, gather backward)" if name == "protoseg" else f"spconv {d['spconv']}"
+        rows.append([label, threads, f"{ms(t['train'])} ms", f"{ms(t['infer'])} ms",
+                     "reference" if name == "protoseg" else f"{diff:.1e}" + (" (**wrong**: a race in its CPU kernels)" if diff > 1e-4 else "")])
+    return table(["implementation", "threads", "training step", "inference", "largest output difference from protoseg"], rows) + [
+        "", f"The same network ({d['parameters']:,} parameters, the same weights) on {d['n_events']} events of `{Path(d['events']).name}` "
+            f"(median {d['sites_per_event_median']:,} sites), torch {d['torch']}, medians; 1-minute load average at the start {n(d["load_average_at_start"][0], 2)} (a simulation had just ended; nothing else ran)."]
+
+
 # name -> (results files it reads, builder)
 TABLES: dict[str, tuple[tuple[str, ...], Callable[[], list[str]]]] = {
     "summary": (("benchmarks/results/summary.json",), summary),
@@ -431,6 +457,8 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[[], list[str]]]] = {
     "hit-ceiling": (("benchmarks/results/hit_ceiling.json",), hit_ceiling),
     "beam-footprint": (("benchmarks/results/beam_footprint.json",), beam_footprint),
     "shower-profiles": (("benchmarks/results/shower_profiles.json",), shower_profiles),
+    "hit-grid": (("benchmarks/results/hit_grid.json",), hit_grid),
+    "sparse-backends": (("benchmarks/results/sparse_backends.json",), sparse_backends),
 }
 
 
