@@ -433,7 +433,7 @@ def sparse_backends() -> list[str]:
                      "reference" if name == "protoseg" else f"{diff:.1e}" + (" (**wrong**: a race in its CPU kernels)" if diff > 1e-4 else "")])
     return table(["implementation", "threads", "training step", "inference", "largest output difference from protoseg"], rows) + [
         "", f"The same network ({d['parameters']:,} parameters, the same weights) on {d['n_events']} events of `{Path(d['events']).name}` "
-            f"(median {d['sites_per_event_median']:,} sites), torch {d['torch']}, medians; 1-minute load average at the start {n(d["load_average_at_start"][0], 2)} (a simulation had just ended; nothing else ran)."]
+            f"(median {d['sites_per_event_median']:,} sites), torch {d['torch']}, medians; 1-minute load average at the start {n(d['load_average_at_start'][0], 2)} (a simulation had just ended; nothing else ran)."]
 
 
 # name -> (results files it reads, builder)
