@@ -122,39 +122,6 @@ class SegmentationModule(pl.LightningModule):
         return self(x).softmax(1)
 
 
-class HitSegmentationModule(SegmentationModule):
-    """A hit-level network (sparse, over the sites of events: ``protoseg.hits``) and its loss.
-
-    Batches are ``(coords [S, 3], features [S, F], labels [S])`` (``protoseg.hits.data.collate_sites``).
-    The image losses and metrics serve unchanged: the S sites are presented as one image of S × 1 pixels.
-    """
-
-    def forward(self, coords: torch.Tensor, features: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return self.model(coords, features)
-
-    @staticmethod
-    def _as_image(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return logits.t()[None, :, :, None], labels[None, :, None]
-
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        coords, features, labels = batch
-        logits, target = self._as_image(self(coords, features), labels)
-        loss = self.loss(logits, target)
-        n_events = int(coords[-1, 0]) + 1 if len(coords) else 0
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n_events, sync_dist=True)
-        return loss
-
-    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
-        coords, features, labels = batch
-        logits, target = self._as_image(self(coords, features), labels)
-        n_events = int(coords[-1, 0]) + 1 if len(coords) else 0
-        self.log("val_loss", self.loss(logits.float(), target), on_epoch=True, prog_bar=True, batch_size=n_events, sync_dist=True)
-        self.val_metrics.update(logits, target)
-
-    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        coords, features = batch[0], batch[1]
-        return self(coords, features).softmax(1)
-
     # -- optimiser -------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         optim = self.config["optim"]
@@ -221,6 +188,41 @@ class HitSegmentationModule(SegmentationModule):
             if "cuda" in states and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(states["cuda"])
         self.last_val_metrics = dict(checkpoint.get(CHECKPOINT_VAL_KEY) or {})
+
+
+
+class HitSegmentationModule(SegmentationModule):
+    """A hit-level network (sparse, over the sites of events: ``protoseg.hits``) and its loss.
+
+    Batches are ``(coords [S, 3], features [S, F], labels [S])`` (``protoseg.hits.data.collate_sites``).
+    The image losses and metrics serve unchanged: the S sites are presented as one image of S × 1 pixels.
+    """
+
+    def forward(self, coords: torch.Tensor, features: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.model(coords, features)
+
+    @staticmethod
+    def _as_image(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return logits.t()[None, :, :, None], labels[None, :, None]
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        coords, features, labels = batch
+        logits, target = self._as_image(self(coords, features), labels)
+        loss = self.loss(logits, target)
+        n_events = int(coords[-1, 0]) + 1 if len(coords) else 0
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n_events, sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        coords, features, labels = batch
+        logits, target = self._as_image(self(coords, features), labels)
+        n_events = int(coords[-1, 0]) + 1 if len(coords) else 0
+        self.log("val_loss", self.loss(logits.float(), target), on_epoch=True, prog_bar=True, batch_size=n_events, sync_dist=True)
+        self.val_metrics.update(logits, target)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        coords, features = batch[0], batch[1]
+        return self(coords, features).softmax(1)
 
 
 class RunClock(pl.Callback):
