@@ -153,6 +153,10 @@ def _network(card: dict) -> str:
     if a["name"] == "fcdensenet" and "down_blocks" in o:
         levels, layers = len(o["down_blocks"]), sorted(set(o["down_blocks"]))
         text = f"FC-DenseNet, {levels} levels of {'/'.join(map(str, layers))} layers, growth {o.get('growth_rate')}"
+    elif a["name"] == "sparse_unet":
+        channels = o.get("channels", [])
+        text = (f"submanifold sparse U-Net over the hits, {len(channels)} levels of {channels[0]}–{channels[-1]} maps, "
+                f"sites of 1 wire × {o.get('ticks_per_row')} ticks; features {', '.join(o.get('features', []))}") if channels else a["name"]
     else:
         text = a["name"]
     planes = [name for key, name in (("hit_mask_input", "hit mask"), ("position_input", "position")) if o.get(key)]
