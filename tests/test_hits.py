@@ -3,7 +3,6 @@ prediction and evaluation per hit, the projection onto the 2018 grid, and the To
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from pathlib import Path
 

@@ -129,6 +129,13 @@ def _check_onnx(tmp: Path, module: Probabilities, samples: list[torch.Tensor]) -
     return diffs
 
 
+def _refuse_if_different(diffs: dict[str, float], fmt: str, tolerance: float, output: Path) -> None:
+    """InputError (the caller's temporary file is then removed) when an export is further than ``tolerance`` from PyTorch."""
+    worst = max(diffs.values())
+    if not np.isfinite(worst) or worst > tolerance:
+        raise InputError(f"{fmt} export differs from PyTorch by {worst:.3g} (> {tolerance:g}); not written", output)
+
+
 def export_model(model: torch.nn.Module, fmt: str, output: str | Path, opset: int = 18, tolerance: float = TOLERANCE) -> ExportResult:
     """Export a loaded network (``protoseg.load_model``) to ``output`` in format ``fmt`` and check it.
 
@@ -168,9 +175,7 @@ def export_model(model: torch.nn.Module, fmt: str, output: str | Path, opset: in
             raise
         except Exception as exc:
             raise InputError(f"{fmt} export failed: {exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}", output) from None
-        worst = max(diffs.values())
-        if not np.isfinite(worst) or worst > tolerance:
-            raise InputError(f"{fmt} export differs from PyTorch by {worst:.3g} (> {tolerance:g}); not written", output)
+        _refuse_if_different(diffs, fmt, tolerance, output)
     if card:
         # The card travels with the exported file: what it expects and returns, and how close it is.
         export_info = {"format": fmt, "output": "softmax probabilities [N, C, H, W]", "max_abs_diff": diffs, "tolerance": tolerance,
@@ -226,9 +231,7 @@ def _export_hit_model(model: torch.nn.Module, card: dict[str, Any], fmt: str, ou
             raise
         except Exception as exc:
             raise InputError(f"{fmt} export failed: {exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}", output) from None
-        worst = max(diffs.values())
-        if not np.isfinite(worst) or worst > tolerance:
-            raise InputError(f"{fmt} export differs from PyTorch by {worst:.3g} (> {tolerance:g}); not written", output)
+        _refuse_if_different(diffs, fmt, tolerance, output)
     export_info = {"format": fmt, "input": "hits [n, 4] float32: wire (0..1439), peak tick (0..5999), integral (ADC*tick), rms (ticks)",
                    "output": "softmax probabilities [n, C], one row per hit", "max_abs_diff": diffs, "tolerance": tolerance,
                    "protoseg_version": __version__}

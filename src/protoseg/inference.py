@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from protoseg.fileio import atomic_output, hdf5_format
 from protoseg.loading import PRETRAINED_DIR, load_model, shipped_models
 from protoseg.metrics import per_image_miou
 from protoseg.progress import progress_bar
-from protoseg.predictions import PREDICTIONS_FORMAT, PREDICTIONS_VERSION, PredictionsWriter
+from protoseg.predictions import NO_TRUTH, PREDICTIONS_FORMAT, PREDICTIONS_VERSION, PredictionSummary, PredictionsWriter
 from protoseg.predictor import Predictor, batch_slices, check_classes
 from protoseg.version import __version__
 
@@ -42,23 +41,6 @@ __all__ = [
     "Evaluation",
     "per_image_miou",
 ]
-
-# Per-hit truth of hits a beam label rule drops (predict does not score them).
-NO_TRUTH = 255
-
-
-@dataclass
-class PredictionSummary:
-    """What ``predict_file`` wrote: counts, and the hit-level beam numbers when the input had truth."""
-
-    output: Path
-    n_events: int
-    input_format: str
-    hit_metrics: dict[str, float] = field(default_factory=dict)
-    displays: list[Path] = field(default_factory=list)
-    root_output: Path | None = None
-    beam_threshold: float | None = None  # the beam working point the classes were decided with (None: argmax)
-
 
 def predict_file(
     model: torch.nn.Module,

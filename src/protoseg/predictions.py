@@ -1,12 +1,30 @@
 """The predictions file (``protoseg-predictions``): its format name and version, and its writer."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
+
 import numpy as np
 
-__all__ = ["PREDICTIONS_FORMAT", "PREDICTIONS_VERSION", "PredictionsWriter"]
+__all__ = ["PREDICTIONS_FORMAT", "PREDICTIONS_VERSION", "NO_TRUTH", "PredictionSummary", "PredictionsWriter"]
 
 PREDICTIONS_FORMAT = "protoseg-predictions"
 PREDICTIONS_VERSION = 1
+# Per-hit truth of hits a beam label rule drops (predict gives them a class but does not score them).
+NO_TRUTH = 255
+
+
+@dataclass
+class PredictionSummary:
+    """What ``predict_file`` wrote: counts, and the hit-level beam numbers when the input had truth."""
+
+    output: Path
+    n_events: int
+    input_format: str
+    hit_metrics: dict[str, float] = field(default_factory=dict)
+    displays: list[Path] = field(default_factory=list)
+    root_output: Path | None = None
+    beam_threshold: float | None = None  # the beam working point the classes were decided with (None: argmax)
 
 
 class PredictionsWriter:

@@ -78,22 +78,27 @@ def run(args: argparse.Namespace) -> int:
     print(f"[4/5] evaluating against the truth → {evaluation}")
     metrics = write_evaluation(model, args.model, str(images), "test", str(evaluation), batch_size=2)
 
-    print("[5/5] done. Outputs:")
-    for path, what in [
+    _report("[5/5]", [
         (events, "simulated events (hits + truth)"),
         (images, "images"),
         (predictions, "per-pixel classes and probabilities, per-hit classes"),
         (displays, "event displays: input | truth | prediction"),
         (evaluation / "metrics.json", "IoU, mIoU, confusion matrix"),
         (evaluation, "confusion.png, iou.png, event_{best,median,worst}.png"),
-    ]:
+    ], f"{metrics['n_images']} events, model '{args.model}'", iou_table(metrics), summary)
+    return 0
+
+
+def _report(step: str, outputs: list, heading: str, table: str, summary) -> None:
+    """The demo's last words: where each output is, the scores, and the hit-level beam numbers."""
+    print(f"{step} done. Outputs:")
+    for path, what in outputs:
         print(f"  {str(path):<40} {what}")
-    print(f"\n{metrics['n_images']} events, model '{args.model}'")
-    print(iou_table(metrics))
+    print(f"\n{heading}")
+    print(table)
     if summary.hit_metrics:
         m = summary.hit_metrics
         print(f"hits: beam hits tagged beam {m['beam_efficiency']:.3f}, purity of hits tagged beam {m['beam_purity']:.3f}")
-    return 0
 
 
 def _hit_demo(args: argparse.Namespace, model, out) -> int:
@@ -115,18 +120,11 @@ def _hit_demo(args: argparse.Namespace, model, out) -> int:
     print(f"[3/4] evaluating against the truth, per hit and on the 2018 320x320 grid → {evaluation}")
     metrics = write_hit_evaluation(model, args.model, str(events), str(evaluation), min_beam_hits=0, min_notbeam_hits=0)
 
-    print("[4/4] done. Outputs:")
-    for path, what in [
+    _report("[4/4]", [
         (events, "simulated events (hits + truth)"),
         (predictions, "per-hit classes and probabilities; the same on the 320x320 grid"),
         (displays, "event displays: input | truth | prediction (320x320 grid)"),
         (evaluation / "metrics.json", "per-hit efficiency, purity, IoU; pixel IoU and mIoU"),
         (evaluation, "confusion.png, iou.png, event_{best,median,worst}.png"),
-    ]:
-        print(f"  {str(path):<40} {what}")
-    print(f"\n{metrics['n_events']} events, model '{args.model}'")
-    print(hit_table(metrics))
-    if summary.hit_metrics:
-        m = summary.hit_metrics
-        print(f"hits: beam hits tagged beam {m['beam_efficiency']:.3f}, purity of hits tagged beam {m['beam_purity']:.3f}")
+    ], f"{metrics['n_events']} events, model '{args.model}'", hit_table(metrics), summary)
     return 0

@@ -47,7 +47,6 @@ def write_evaluation(model, model_name: str, images: str, split: str, out: str, 
     input found half-way, an interrupt) leaves DIR as it was.
     """
     import json
-    from pathlib import Path
 
     import numpy as np
 
@@ -101,7 +100,6 @@ def write_hit_evaluation(model, model_name: str, events: str, out: str, device: 
                          beam_threshold: float | str | None = None, min_beam_hits: int = 2000, min_notbeam_hits: int = 2000) -> dict:
     """Evaluate a hit-level model on an events file: DIR/metrics.json, confusion.png (hits, rule all), iou.png, displays."""
     import json
-    from pathlib import Path
 
     import numpy as np
 

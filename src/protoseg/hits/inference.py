@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +21,15 @@ import numpy as np
 import torch
 
 from protoseg.errors import InputError
-from protoseg.hits.data import HIT_COLUMNS
 from protoseg.hits.sites import HitGrid, event_sites
 from protoseg.images.grid import check_hit_values, pixel_indices
-from protoseg.images.labels import LABEL_SCHEMES, apply_beam_label_rule, hit_labels
+from protoseg.images.labels import apply_beam_label_rule, hit_labels
+from protoseg.predictions import NO_TRUTH, PredictionSummary
 from protoseg.predictor import Predictor
 
 __all__ = ["HitPredictor", "project_to_image", "hit_confusion", "class_scores", "predict_events_file", "evaluate_events",
            "NO_TRUTH", "is_hit_card"]
 
-# Per-hit truth of hits a beam label rule drops: they get a class but are not scored.
-NO_TRUTH = 255
 
 
 def is_hit_card(card: dict[str, Any]) -> bool:
@@ -138,16 +136,9 @@ def _truth_under_rule(hits: dict[str, np.ndarray], particles: dict[str, np.ndarr
 
 
 @dataclass
-class HitPredictionSummary:
-    """What ``predict_events_file`` wrote (the fields of ``protoseg.inference.PredictionSummary``)."""
+class HitPredictionSummary(PredictionSummary):
+    """What ``predict_events_file`` wrote: a :class:`~protoseg.predictions.PredictionSummary` and the network's time per event."""
 
-    output: Path
-    n_events: int
-    input_format: str
-    hit_metrics: dict[str, Any] = field(default_factory=dict)
-    displays: list[Path] = field(default_factory=list)
-    root_output: Path | None = None
-    beam_threshold: float | None = None
     seconds_per_event: float = float("nan")
 
 
