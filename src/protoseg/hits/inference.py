@@ -31,7 +31,6 @@ __all__ = ["HitPredictor", "project_to_image", "hit_confusion", "class_scores", 
            "NO_TRUTH", "is_hit_card"]
 
 
-
 def is_hit_card(card: dict[str, Any]) -> bool:
     """Whether a model card describes a hit-level network."""
     return (card.get("input") or {}).get("kind") == "hits"
