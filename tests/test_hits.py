@@ -284,6 +284,21 @@ def test_predict_and_evaluate_a_hit_model(hit_run, tmp_path, capsys):
     assert written["hits"]["all"]["confusion"] == confusion.tolist()
 
 
+def test_hits_report_scores_a_predictions_file_as_evaluate_does(hit_run, tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hits_report", Path(__file__).parents[1] / "benchmarks" / "hits_report.py")
+    hits_report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hits_report)
+    run, events = hit_run
+    assert main(["predict", str(run), str(events), "-o", str(tmp_path / "p.h5"), "--beam-threshold", "0.4"]) == 0
+    scored = hits_report.score_predictions(events, tmp_path / "p.h5")
+    evaluated = evaluate_events(load_model(run), events, beam_threshold=0.4, progress=False)
+    assert scored["beam_threshold"] == 0.4
+    for rule in ("all", "2018"):
+        assert scored["hits"][rule]["confusion"] == evaluated["hits"][rule]["confusion"]
+
+
 def test_hit_model_refuses_image_files(hit_run, tmp_path, capsys):
     from test_inference import tiny_images
 

@@ -27,7 +27,7 @@ from protoseg.images.labels import apply_beam_label_rule, hit_labels
 from protoseg.predictions import NO_TRUTH, PredictionSummary
 from protoseg.predictor import Predictor
 
-__all__ = ["HitPredictor", "project_to_image", "hit_confusion", "class_scores", "predict_events_file", "evaluate_events",
+__all__ = ["HitPredictor", "project_to_image", "hit_confusion", "class_scores", "truth_under_rule", "predict_events_file", "evaluate_events",
            "NO_TRUTH", "is_hit_card"]
 
 
@@ -122,7 +122,8 @@ def class_scores(confusion: np.ndarray, class_names: list[str]) -> dict[str, Any
     }
 
 
-def _truth_under_rule(hits: dict[str, np.ndarray], particles: dict[str, np.ndarray] | None, rule: str, label_scheme: str) -> np.ndarray:
+def truth_under_rule(hits: dict[str, np.ndarray], particles: dict[str, np.ndarray] | None, rule: str,
+                     label_scheme: str = "beam3") -> np.ndarray:
     """Truth class of every hit under a beam label rule; NO_TRUTH for the hits the rule drops."""
     truth = hit_labels(hits, label_scheme)
     if rule == "all":
@@ -297,9 +298,9 @@ def evaluate_events(model: torch.nn.Module, events_path: str | Path, device: str
                 start = time.perf_counter()
                 klass, prob = predictor.predict(hits, events_path)
                 network_s += time.perf_counter() - start
-                rules["all"] += hit_confusion(_truth_under_rule(hits, None, "all", predictor.label_scheme), klass, n)
+                rules["all"] += hit_confusion(truth_under_rule(hits, None, "all", predictor.label_scheme), klass, n)
                 if event.particles is not None and "track_id" in hits and rules["2018"] is not None:
-                    rules["2018"] += hit_confusion(_truth_under_rule(hits, event.particles, "2018", predictor.label_scheme), klass, n)
+                    rules["2018"] += hit_confusion(truth_under_rule(hits, event.particles, "2018", predictor.label_scheme), klass, n)
                 else:
                     rules["2018"] = None
                 label = np.asarray(hits["label"])
