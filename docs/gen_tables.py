@@ -440,6 +440,47 @@ def sparse_backends() -> list[str]:
             f"(median {d['sites_per_event_median']:,} sites), torch {d['torch']}, medians; 1-minute load average at the start {n(d['load_average_at_start'][0], 2)} (a simulation had just ended; nothing else ran)."]
 
 
+def hits_vs_image() -> list[str]:
+    d = load("benchmarks/results/hits_vs_image.json")
+    rows = []
+    for seed, entry in d["seeds"].items():
+        for name in (d["hit_model"], d["image_model"]):
+            m = entry[name]
+            a, r = m["hits"]["all"], m["hits"]["2018"]
+            b, nb = a["classes"].index("beam"), a["classes"].index("not-beam")
+            point = "argmax" if m["beam_threshold"] is None else f"P(beam) ≥ {m['beam_threshold']:g}"
+            pixels = m.get("pixels")
+            rows.append([seed, f"`{name}`", point, pair(a["efficiency"][b], a["purity"][b]), pair(a["efficiency"][nb], a["purity"][nb]),
+                         pair(r["efficiency"][b], r["purity"][b]),
+                         f"{f(pixels['iou'][b])} / {f(pixels['miou'])} ({pixels['n_images']})" if pixels else "—"])
+    return table(["seed", "model", "working point", "beam hits (rule all): efficiency / purity", "not-beam hits",
+                  "beam hits (rule 2018)", "320×320 grid: beam IoU / mIoU (events)"], rows) + [
+        "", f"Every event of each seed (240), hit by hit; the pixel columns on the events passing the 2018 selection. "
+            f"`{d['image_model']}` gives a hit the class of its pixel."]
+
+
+def hits_inference() -> list[str]:
+    d = load("benchmarks/results/hits_inference.json")
+    p, t, e = d["python_s_per_event"], d["torchscript_s_per_event"], d["predict_end_to_end"]
+    rows = [["network, Python (`HitPredictor`: sites, network, back to hits)", f"{n(1000 * p['median'], 0)} ms (mean {n(1000 * p['mean'], 0)})", ""],
+            ["network, TorchScript export (what LArSoft runs)", f"{n(1000 * t['median'], 0)} ms (mean {n(1000 * t['mean'], 0)})", ""],
+            [f"`protoseg predict` end to end, {e['events']} events", f"{n(e['wall_s'], 1)} s ({n(1000 * e['wall_s'] / e['events'], 0)} ms per event)",
+             f"{n(e['peak_rss_mb'], 0)} MB"]]
+    return table(["what", "time per event (median over events)", "peak memory (RSS)"], rows) + [
+        "", f"`{d['model']}` on `{Path(d['events']).name}` (median {d['hits_per_event_median']:,} hits per event), {d['threads']} threads; "
+            f"1-minute load average at the end {n(d['load_average_at_end'][0], 2)}."]
+
+
+def time_to_quality() -> list[str]:
+    d = load("benchmarks/results/time_to_quality.json")
+    rows = [[f"hit-level, step {p['step']}", f"{n(p['cpu_time_s'] / 3600, 2)} CPU-h ({n(p['wall_time_s'] / 60, 0)} min on 2 cores)",
+             pair(p["beam_efficiency"], p["beam_purity"])] for p in d["hit_level"]]
+    for name, p in d["shipped"].items():
+        rows.append([f"`{name}`", f"{n(p['wall_time_s'] / 60, 0)} min on {p['device']}", pair(p["beam_efficiency"], p["beam_purity"])])
+    return table(["model", "training", "beam hits: efficiency / purity"], rows) + [
+        "", f"{d['n_events']} events of `{Path(d['events']).name}`; checkpoints at argmax, shipped models at their cards' working points."]
+
+
 # name -> (results files it reads, builder)
 TABLES: dict[str, tuple[tuple[str, ...], Callable[[], list[str]]]] = {
     "summary": (("benchmarks/results/summary.json",), summary),
