@@ -1,13 +1,14 @@
 """Would a physics clean-up after the network help? Beam-tagged pieces far from the beam's main cluster, relabelled.
 
-The shipped ``default`` misses its beam targets by a few points (README, "The shipped models"). One of its
+The image network ``tiramisu-gpu`` (shipped as ``default`` until model 2.0.0) misses its beam targets by a few
+points (README, "The shipped models"). One of its
 visible mistakes is a piece of a cosmic-ray track far from the beam called beam. A post-processing step a
 physicist would try first: group the beam-tagged pixels into clusters (8-connected after each grows by
 ``--link`` pixels, so gaps of up to twice that join), call the cluster with the largest summed P(beam) the beam, and give every other
 cluster whose nearest pixel lies more than D pixels from it the more probable of the other classes. This
 script measures that on one predictions file, for several D, without running the network again:
 
-    protoseg predict default events.h5 -o p.h5
+    protoseg predict tiramisu-gpu events.h5 -o p.h5
     python benchmarks/beam_cluster_cleanup.py events.h5 p.h5 --results cleanup.json
 
 For each D: pixel beam IoU over all the events' images (truth: the predictions file's labels, pixels with

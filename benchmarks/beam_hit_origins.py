@@ -1,6 +1,6 @@
 """Which beam hits a model misses, and which other hits it calls beam: the hit-level errors by origin.
 
-``protoseg predict MODEL events.h5 -o p.h5`` tags every hit with its pixel's class. This script joins
+``protoseg predict MODEL events.h5 -o p.h5`` tags every hit with a class (its own for a hit-level model, its pixel's for an image model). This script joins
 those tags with the events file's truth (per-hit track id, the particle table) and splits the beam
 hits by where they come from:
 
@@ -15,7 +15,7 @@ Not-beam and noise hits tagged beam are split by their distance from the nearest
 primary left no hit are skipped (counted). ::
 
     protoseg predict default events.h5 -o pred.h5
-    python benchmarks/beam_hit_origins.py events.h5 pred.h5 --results benchmarks/results/beam_hit_origins.json
+    python benchmarks/beam_hit_origins.py events.h5 pred.h5 --results benchmarks/results/beam_hit_origins-default.json
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ with ``--spread-rms``) and each square image size:
   ``make_image_file`` per event (what ``protoseg images`` does: read, pool, compress, write; every event, no
   selection) and the bytes per image of that real file (adc and label datasets, compressed as it writes them).
 
-Then, per size, the inference time per image of the shipped ``default`` model (one thread, batch 1, median
+Then, per size, the inference time per image of the shipped image model ``tiramisu-gpu`` (one thread, batch 1, median
 of a few images, as ``protoseg predict`` runs it) and the peak memory of that process (each size in its
 own process). Times are CPU times first: on a shared machine the wall clock of a low-priority process
 mostly measures its waiting (the wall times are recorded too). Each event is read once for all variants.
@@ -143,7 +143,7 @@ def file_cost(path: Path, size: int, name: str, folder: Path) -> dict:
 
 
 def inference_child(events_path: str, size: int, n_images: int) -> dict:
-    """In a process of its own: the shipped ``default`` model on ``n_images`` images of ``size`` (its pooling),
+    """In a process of its own: the shipped ``tiramisu-gpu`` model on ``n_images`` images of ``size`` (its pooling),
     one thread, batch 1, as ``protoseg predict`` runs it; median CPU and wall ms per image, peak memory (MB)."""
     import resource
 
@@ -156,7 +156,7 @@ def inference_child(events_path: str, size: int, n_images: int) -> dict:
 
     torch.set_num_threads(1)
     tune_cpu_allocator()  # as the protoseg commands that run a network do
-    model = load_model("default")
+    model = load_model("tiramisu-gpu")
     image = model.card["input"]["image"]
     with open_events(events_path) as events:
         adc = [event_to_image(events.read(i).hits, (size, size), image["pooling"], None, bool(image["spread_rms"]))[0]
@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     trained.add_argument("--model-size", type=int, default=320, help="image size of the trained models")
     trained.add_argument("--train-split", type=float, nargs=3, default=[0.98, 0.02, 0.0], metavar=("TRAIN", "VAL", "TEST"))
     trained.add_argument("--train-min-hits", type=int, nargs=2, default=[0, 0], metavar=("BEAM", "NOTBEAM"),
-                         help="selection of the training events (default: all, as the shipped default model)")
+                         help="selection of the training events (default: all, as the shipped tiramisu-gpu model)")
     trained.add_argument("--set", action="append", default=[], help="extra `protoseg train --set key=value`")
     trained.add_argument("--seed", type=int, default=2018)
     trained.add_argument("--work", default="downsampling-runs", help="folder for the images, runs and predictions")

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The next short GPU lease for the shipped `default` (issue 9), run from the repository root: continue it on
+# The next short GPU lease for the shipped `tiramisu-gpu` (issue 9; shipped as `default` until model 2.0.0),
+# run from the repository root: continue it on
 # 3500 images it has never seen, at two learning rates at once on the one GPU (two runs of this small
 # network fill an H200 better than one: README "Trained on a GPU"), and bring both back. Which one (if
-# either) replaces `default` is decided afterwards on the CPU, on the decision seed 7117, and reported on a
+# either) replaces `tiramisu-gpu` is decided afterwards on the CPU, on the decision seed 7117, and reported on a
 # seed never used for a decision: the decision set does not travel (the lease carries 64 MiB in all).
 #
 #   protoseg images train2-events.h5 train5-events.h5 -o next-images.h5 --min-beam-hits 0 \
-#       --min-notbeam-hits 0 --split 3500 100 0 --seed 1          (seeds 8808 and 7707; default saw neither)
+#       --min-notbeam-hits 0 --split 3500 100 0 --seed 1          (seeds 8808 and 7707; tiramisu-gpu saw neither)
 #   python benchmarks/device_images.py pack next-images.h5 .device/next      (51.7 MB)
 #   run: bash benchmarks/gpu_continue.sh   carry: .device/next.h5 .device/next.xz
 #
@@ -35,11 +36,11 @@ python3 -c "import torch, lightning; print('torch', torch.__version__, 'lightnin
 stamp "unpack"
 python3 benchmarks/device_images.py unpack .device/next "$WORK/next.h5" || exit 2
 
-stamp "continue default at learning rates $LEARNING_RATES, $BUDGET_S s each, at once"
+stamp "continue tiramisu-gpu at learning rates $LEARNING_RATES, $BUDGET_S s each, at once"
 pids=()
 for lr in $LEARNING_RATES; do
   timeout $(( BUDGET_S + 90 )) python3 -m protoseg train --config configs/default-gpu.yaml --data "$WORK/next.h5" \
-    --out "$WORK/lr$lr" --accelerator "$ACCELERATOR" --precision "$PRECISION" --set init_from=default \
+    --out "$WORK/lr$lr" --accelerator "$ACCELERATOR" --precision "$PRECISION" --set init_from=tiramisu-gpu \
     --set optim.lr="$lr" --set trainer.wall_time_budget_s="$BUDGET_S" \
     --set trainer.limit_train_batches="$LIMIT" --set trainer.limit_val_batches="$LIMIT" $EXTRA > "$WORK/train-lr$lr.log" 2>&1 &
   pids+=($!)

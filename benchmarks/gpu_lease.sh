@@ -10,10 +10,11 @@
 #   3. evaluate B on three 2018-style test sets and A on one, on the GPU;
 #   4. leave in $OUT: A's weights and card, B's weights in float16 (two files: 16 MB a file comes
 #      back), and every log, card, metrics CSV and evaluation in results.tar.gz;
-#   5. fine-tune A alone (A2: from A's best weights, learning rate 3e-4): the shipped default.
+#   5. fine-tune A alone (A2: from A's best weights, learning rate 3e-4): the shipped `tiramisu-gpu` (shipped
+#      as `default` until model 2.0.0).
 # Budgets: BUDGET_S (steps 2, each model; 410 s) and BUDGET2_S (step 5; 180 s). Steps 1-4 took 526 s and
 # step 5 210 s on an H200 (2026-11-30; README "Trained on a GPU"). The image files travel packed:
-#   train4: the default's training images (configs/default.yaml's commands: seed 5551, 2300 / 100 split)
+#   train4: tiramisu-gpu's training images (configs/default-gpu.yaml's commands: seed 5551, 2300 / 100 split)
 #   train18: protoseg images train2-events.h5 train4-events.h5 train5-events.h5 -o gpu18-images.h5
 #            --beam-label-rule 2018 --split 0.92 0.08 0 --seed 18   (seeds 8808, 5551, 7707: 1220 of 6000 events)
 #   unseen18 / final18 / xcom18 / final: the test images of seeds 8086 / 60606 / 31337 / 60606 (README)
@@ -111,7 +112,7 @@ stamp "results"
 collect
 
 # 5. A again, alone on the GPU: from A's best weights at a third of its learning rate (the shipped
-#    default; on 2026-11-30 this ran as a second command on the same warm machine).
+#    tiramisu-gpu; on 2026-11-30 this ran as a second command on the same warm machine).
 stamp "train A2 (default-gpu fine-tune), $BUDGET2_S s"
 timeout $(( BUDGET2_S + 70 )) python3 -m protoseg train --config configs/default-gpu.yaml --data "$WORK/train4.h5" \
   --out "$WORK/default-gpu-2" --accelerator $ACCELERATOR --precision $PRECISION --set init_from="$WORK/default-gpu" \

@@ -1,7 +1,7 @@
 """Two levers that need no training, measured on one split of an image file: weight averages and shifts.
 
 - **Weight average** ("model soup"): the floating-point tensors of several trained networks of the
-  same architecture averaged with given weights (BN running statistics included), e.g. `default` with
+  same architecture averaged with given weights (BN running statistics included), e.g. `tiramisu-gpu` with
   a continuation of it. It costs nothing at inference.
 - **Shift test-time augmentation**: the image moved by a few pixels (zero fill; what leaves the image is
   dropped), the network run on each copy, the softmax moved back and averaged over the copies that
@@ -13,8 +13,8 @@ Each variant is scored at argmax and at the base model's working point (its card
 ``decision.beam_threshold``) from the same probabilities: pooled IoU per class, mIoU, beam recall and
 precision, as ``protoseg evaluate`` reports them.
 
-    python benchmarks/inference_levers.py images.h5 --split val --model default \\
-        --average half=default:0.5,run/checkpoints/last.ckpt:0.5 \\
+    python benchmarks/inference_levers.py images.h5 --split val --model tiramisu-gpu \\
+        --average half=tiramisu-gpu:0.5,run/checkpoints/last.ckpt:0.5 \\
         --shifts none=0,0 --shifts five=0,0/3,0/-3,0/0,3/0,-3 --results levers.json
 """
 from __future__ import annotations
@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("images", type=Path, help="image file with labels")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--model", default="default", help="the base model (shipped name, run folder, checkpoint, weights)")
+    parser.add_argument("--model", default="tiramisu-gpu",
+                        help="the base model, an image network (shipped name, run folder, checkpoint, weights)")
     parser.add_argument("--average", action="append", default=[], metavar="NAME=MODEL:W,...",
                         help="a weight average to score beside the base model (repeatable)")
     parser.add_argument("--shifts", action="append", default=[], metavar="NAME=DY,DX/...",

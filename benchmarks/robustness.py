@@ -3,8 +3,10 @@
 For each condition, fresh events are simulated with the same seed (so the conditions differ only by
 the setting, not by the event sample), turned into images with the 2018 selection, and scored:
 
-* ``default``: pixel IoU on the selected images (beam label rule ``all``) and hit-level beam
-  efficiency and purity from ``protoseg predict`` on all simulated events;
+* ``tiramisu-gpu`` (the image network shipped as ``default`` until model 2.0.0; its results keep the keys
+  ``default`` and ``default_all_events``, so that existing results files still load): pixel IoU on the
+  selected images (beam label rule ``all``) and hit-level beam efficiency and purity from
+  ``protoseg predict`` on all simulated events;
 * ``study2018``: pixel IoU on images made as the 2018 study made them (``--beam-label-rule 2018``,
   the same selection), where enough events pass.
 
@@ -32,6 +34,7 @@ import h5py
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "robustness.json"
 PLOT = HERE.parent / "docs" / "robustness.png"
+IMAGE_MODEL = "tiramisu-gpu"  # the image network scored under the results keys "default" and "default_all_events"
 
 # Dead channels: the 2018 status lists 8 of the 1440 beam-side collection channels (PHYSICS.md); "2% more"
 # adds 2% of 1440 = 29 to them.
@@ -96,17 +99,18 @@ def condition(name: str, extra: list[str], events: int, seed: int, workers: int,
     if not images_unselected.exists():
         run(["images", str(events_file), "-o", str(images_unselected), "--min-beam-hits", "0", "--min-notbeam-hits", "0",
              "--split", "0", "0", "1"])
-    predictions = folder / "pred-default.h5"
+    predictions = folder / "pred-tiramisu-gpu.h5"
     if not predictions.exists():
-        run(["predict", "default", str(events_file), "-o", str(predictions)])
+        run(["predict", IMAGE_MODEL, str(events_file), "-o", str(predictions)])
     with h5py.File(predictions, "r") as f:
         hits = json.loads(f["/"].attrs["hit_metrics"])
     return {
         "settings": extra,
         "events": events,
-        "default": {**score("default", images_all, folder),
+        # Keys "default" / "default_all_events": tiramisu-gpu's, named when it was shipped as default.
+        "default": {**score(IMAGE_MODEL, images_all, folder),
                     "hit_beam_efficiency": hits["beam_efficiency"], "hit_beam_purity": hits["beam_purity"]},
-        "default_all_events": score("default", images_unselected, folder),
+        "default_all_events": score(IMAGE_MODEL, images_unselected, folder),
         "study2018": score("study2018", images_2018, folder),
         "wall_s": time.perf_counter() - start,
     }
@@ -122,11 +126,11 @@ def plot(results: dict) -> None:
     fig, ax = plt.subplots(figsize=(9, 4.2))
     x = range(len(names))
     series = [
-        ("default beam IoU", [results[n]["default"].get("iou", {}).get("beam", float("nan")) for n in names], "o"),
-        ("default mIoU", [results[n]["default"].get("miou", float("nan")) for n in names], "s"),
-        ("default beam IoU, all events", [results[n].get("default_all_events", {}).get("iou", {}).get("beam", float("nan")) for n in names], "x"),
-        ("default hit efficiency", [results[n]["default"]["hit_beam_efficiency"] for n in names], "^"),
-        ("default hit purity", [results[n]["default"]["hit_beam_purity"] for n in names], "v"),
+        ("tiramisu-gpu beam IoU", [results[n]["default"].get("iou", {}).get("beam", float("nan")) for n in names], "o"),
+        ("tiramisu-gpu mIoU", [results[n]["default"].get("miou", float("nan")) for n in names], "s"),
+        ("tiramisu-gpu beam IoU, all events", [results[n].get("default_all_events", {}).get("iou", {}).get("beam", float("nan")) for n in names], "x"),
+        ("tiramisu-gpu hit efficiency", [results[n]["default"]["hit_beam_efficiency"] for n in names], "^"),
+        ("tiramisu-gpu hit purity", [results[n]["default"]["hit_beam_purity"] for n in names], "v"),
         ("study2018 beam IoU", [results[n]["study2018"].get("iou", {}).get("beam", float("nan")) for n in names], "D"),
     ]
     for label, values, marker in series:
@@ -167,7 +171,7 @@ def main() -> None:
         entry.update({"description": description, "seed": args.seed})
         results[name] = entry
         d, s, u = entry["default"], entry["study2018"], entry["default_all_events"]
-        print(f"{name:18s} default: {d.get('n_images', 0):3d} images beam IoU {d.get('iou', {}).get('beam', float('nan')):.3f} "
+        print(f"{name:18s} tiramisu-gpu: {d.get('n_images', 0):3d} images beam IoU {d.get('iou', {}).get('beam', float('nan')):.3f} "
               f"mIoU {d.get('miou', float('nan')):.3f} (all {u['n_images']} events: beam IoU {u['iou']['beam']:.3f}) hits {d['hit_beam_efficiency']:.3f}/{d['hit_beam_purity']:.3f}   "
               f"study2018: {s.get('n_images', 0):3d} images beam IoU {s.get('iou', {}).get('beam', float('nan')):.3f} "
               f"({entry['wall_s']:.0f} s)", flush=True)

@@ -6,7 +6,7 @@
 Measures simulation (events/s on one core and on all cores), images (events/s, one core, max
 pooling), training (images/s of the CPU recipe of the shipped ``default-cpu``, configs/default-stage1.yaml (its from-scratch stage), on 320×320 with
 synthetic event-like images, through Lightning), evaluation (images/s through ``Predictor``), and
-inference of the shipped ``default`` network on one 320×320 image in PyTorch and in ONNX Runtime
+inference of the shipped image network ``tiramisu-gpu`` on one 320×320 image in PyTorch and in ONNX Runtime
 (ms per image; the ONNX file is made by ``protoseg export`` in a temporary folder). Every measurement
 runs in a fresh process, so the peak resident memory (VmHWM) given for it is its own; each one
 reuses the stage's own benchmark script (bench_simulate, bench_images, bench_train_eval). Prints one
@@ -95,7 +95,7 @@ def child_train(warmup: int, steps: int, eval_images: int, folder: str) -> dict:
 
 
 def child_torch_inference(repeats: int, folder: str) -> dict:
-    """The shipped default network + softmax (what export writes), batch 1, as protoseg's commands run it."""
+    """The shipped tiramisu-gpu network + softmax (what export writes), batch 1, as protoseg's commands run it."""
     import numpy as np
     import torch
 
@@ -104,7 +104,7 @@ def child_torch_inference(repeats: int, folder: str) -> dict:
     from protoseg.models import tune_cpu_allocator
 
     tune_cpu_allocator()
-    model = load_model("default")
+    model = load_model("tiramisu-gpu")
     module = Probabilities(model).eval()
     x = sample_input(32, SIZE, SIZE, batch=1, seed=0)
     times = []
@@ -119,7 +119,7 @@ def child_torch_inference(repeats: int, folder: str) -> dict:
               "threads": torch.get_num_threads(), "parameters": sum(p.numel() for p in model.parameters())}
     # The ONNX file for the next child, made as users make it (checked against PyTorch at two sizes).
     start = time.perf_counter()
-    exported = export_model(model, "onnx", Path(folder) / "default.onnx")
+    exported = export_model(model, "onnx", Path(folder) / "tiramisu-gpu.onnx")
     result["onnx_export_s"] = time.perf_counter() - start
     result["onnx_max_abs_diff"] = max(exported.max_abs_diff.values())
     np.save(Path(folder) / "input.npy", x.numpy())
@@ -133,7 +133,7 @@ def child_onnx_inference(repeats: int, folder: str) -> dict:
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = os.cpu_count() or 1
-    session = onnxruntime.InferenceSession(str(Path(folder) / "default.onnx"), options, providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(str(Path(folder) / "tiramisu-gpu.onnx"), options, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: np.load(Path(folder) / "input.npy")}
     session.run(None, feed)  # warm-up
     times = []
@@ -239,9 +239,9 @@ def table(results: dict, info: dict, mode: str) -> list[str]:
         row(f"training, `default-cpu` recipe (stage 1), {SIZE}×{SIZE}, {settings['train_steps']} timed steps", "train",
             lambda r: (f"**{r['train_images_per_s']:.2f} images/s** (batch {r['batch_size']}, {r['parameters'] / 1e3:.0f} k parameters); "
                        f"evaluation {r['eval_images_per_s']:.2f} images/s"), mb),
-        row(f"inference `default`, {SIZE}×{SIZE}, batch 1, PyTorch", "torch_inference",
+        row(f"inference `tiramisu-gpu`, {SIZE}×{SIZE}, batch 1, PyTorch", "torch_inference",
             lambda r: f"**{r['ms_per_image_median']:.0f} ms/image** (min {r['ms_per_image_min']:.0f})", mb),
-        row(f"inference `default`, {SIZE}×{SIZE}, batch 1, ONNX Runtime", "onnx_inference",
+        row(f"inference `tiramisu-gpu`, {SIZE}×{SIZE}, batch 1, ONNX Runtime", "onnx_inference",
             lambda r: f"**{r['ms_per_image_median']:.0f} ms/image** (min {r['ms_per_image_min']:.0f})", mb),
     ]
     torch_r, onnx_r = results["torch_inference"], results["onnx_inference"]

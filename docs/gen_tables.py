@@ -79,9 +79,9 @@ def summary() -> list[str]:
         [f"training, `default-cpu` recipe (stage 1), {train['image_size'][0]}×{train['image_size'][1]}, batch {train['batch_size']} "
          f"({n(train['parameters'] / 1000, 0)} k parameters)",
          f"{n(train['train_images_per_s'], 2)} images/s; evaluation {n(train['eval_images_per_s'], 2)} images/s", f"{n(train['peak_rss_mb'], 0)} MB"],
-        [f"inference `default` ({n(pt['parameters'] / 1e6, 2)} M parameters), 320×320, batch 1, PyTorch, {pt['threads']} threads",
+        [f"inference `tiramisu-gpu` ({n(pt['parameters'] / 1e6, 2)} M parameters), 320×320, batch 1, PyTorch, {pt['threads']} threads",
          f"**{n(pt['ms_per_image_median'], 0)} ms/image** (min {n(pt['ms_per_image_min'], 0)})", f"{n(pt['peak_rss_mb'], 0)} MB"],
-        [f"inference `default`, ONNX Runtime {ort['onnxruntime']}, {ort['threads']} threads",
+        [f"inference `tiramisu-gpu`, ONNX Runtime {ort['onnxruntime']}, {ort['threads']} threads",
          f"{n(ort['ms_per_image_median'], 0)} ms/image (min {n(ort['ms_per_image_min'], 0)})", f"{n(ort['peak_rss_mb'], 0)} MB"],
     ]
     head = (f"Machine: {m['cpu']}, {m['cores']} cores, {n(m['memory_gib'], 1)} GiB, Python {m['python']}, torch {train['torch']}; "
@@ -125,18 +125,48 @@ def models() -> list[str]:
 # --------------------------------------------------------------------------------------------- shipped models
 
 
-def default_test_metrics() -> list[str]:
-    d = load("docs/default-model-test-metrics.json")
-    classes, conf = d["classes"], d["confusion"]
-    rows = []
-    for k, name in enumerate(classes):
-        truth = sum(conf[k])
-        predicted = sum(row[k] for row in conf)
-        rows.append([name, f"{n(d['iou'][k], 4)}", f(conf[k][k] / truth if truth else None, 3),
-                     f(conf[k][k] / predicted if predicted else None, 3), str(truth)])
-    head = (f"`{d['model']}` on {d['n_images']} images ({d['data']}, split {d['split']}): mIoU **{n(d['miou'], 4)}** "
-            f"(per image {n(d['miou_per_image'], 4)}), pixel accuracy {n(d['accuracy'], 4)}.")
-    return [head, ""] + table(["class", "IoU", "recall", "precision", "true pixels"], rows)
+def image_test_metrics(path: str, name: str | None = None) -> Callable[[], list[str]]:
+    """The per-class table of an image network's ``evaluate`` metrics.json (``name``: the model's shipped name
+    now, where the file recorded another)."""
+    def build() -> list[str]:
+        d = load(path)
+        classes, conf = d["classes"], d["confusion"]
+        rows = []
+        for k, name in enumerate(classes):
+            truth = sum(conf[k])
+            predicted = sum(row[k] for row in conf)
+            rows.append([name, f"{n(d['iou'][k], 4)}", f(conf[k][k] / truth if truth else None, 3),
+                         f(conf[k][k] / predicted if predicted else None, 3), str(truth)])
+        head = (f"{name or '`' + d['model'] + '`'} on {d['n_images']} images ({d['data']}, split {d['split']}): mIoU **{n(d['miou'], 4)}** "
+                f"(per image {n(d['miou_per_image'], 4)}), pixel accuracy {n(d['accuracy'], 4)}.")
+        return [head, ""] + table(["class", "IoU", "recall", "precision", "true pixels"], rows)
+    return build
+
+
+def hit_test_metrics(path: str) -> Callable[[], list[str]]:
+    """The per-class table of a hit-level network's ``evaluate`` metrics.json: hits under both beam label
+    rules, then the same predictions projected onto the 2018 320×320 grid."""
+    def build() -> list[str]:
+        d = load(path)
+        rows = []
+        for rule in ("all", "2018"):
+            h = d["hits"][rule]
+            for k, name in enumerate(h["classes"]):
+                rows.append([f"hits, rule {rule}", name, f(h["efficiency"][k]), f(h["purity"][k]), n(h["iou"][k], 4),
+                             f"{h['n_hits'][k]:,}"])
+        px = d["pixels"]
+        conf = px["confusion"]
+        for k, name in enumerate(d["classes"]):
+            truth, predicted = sum(conf[k]), sum(row[k] for row in conf)
+            rows.append([f"pixels, {px['size'][0]}×{px['size'][1]} ({px['pooling']})", name, f(conf[k][k] / truth if truth else None),
+                         f(conf[k][k] / predicted if predicted else None), n(px["iou"][k], 4), f"{truth:,}"])
+        point = "argmax" if d["beam_threshold"] is None else f"beam when P(beam) ≥ {d['beam_threshold']:g}"
+        head = (f"`{d['model']}` (model {d['model_version']}, {point}) on the {d['n_events']} events of `{Path(d['data']).name}`; "
+                f"pixels on the {px['n_images']} that pass the 2018 selection: mIoU **{n(px['miou'], 4)}**. "
+                f"Network {n(1000 * d['network_seconds_per_event'], 0)} ms per event in this evaluation (on an idle machine: "
+                f"[Hit-level network](hit-level.md#measured-performance)).")
+        return [head, ""] + table(["scored on", "class", "efficiency (recall)", "purity (precision)", "IoU", "true hits / pixels"], rows)
+    return build
 
 
 def _cards() -> list[tuple[str, dict]]:
@@ -210,8 +240,12 @@ def working_point(source: str) -> Callable[[], list[str]]:
     return build
 
 
-def beam_hit_origins() -> list[str]:
-    d = load("benchmarks/results/beam_hit_origins.json")
+def beam_hit_origins(source: str, model: str) -> Callable[[], list[str]]:
+    """Where ``model`` loses beam hits and which hits it wrongly calls beam (benchmarks/beam_hit_origins.py)."""
+    return lambda: _beam_hit_origins(load(source), model)
+
+
+def _beam_hit_origins(d: dict, model: str) -> list[str]:
     g = d["groups"]
     wanted = [
         ("beam / primary", "the primary and its EM daughters (what rule 2018 calls beam)"),
@@ -229,7 +263,7 @@ def beam_hit_origins() -> list[str]:
     nb = g["not-beam"]
     near = sum(g[f"not-beam / {b} from a beam hit"]["fraction_of_tagged_beam"] for b in ("0-2 cm", "2-10 cm"))
     far = g["not-beam / >= 50 cm from a beam hit"]["fraction_of_tagged_beam"]
-    tail = (f"`default` tags {n(d['efficiency'], 3)} of these {d['beam_hits']} beam hits at purity {n(d['purity'], 3)} "
+    tail = (f"`{model}` tags {n(d['efficiency'], 3)} of these {d['beam_hits']} beam hits at purity {n(d['purity'], 3)} "
             f"({d['n_events']} events). Of the hits it tags beam, {n(100 * nb['fraction_of_tagged_beam'], 1)}% are not-beam hits: "
             f"{n(100 * near, 1)} points within 10 cm of a beam hit, {n(100 * far, 1)} beyond 50 cm.")
     return table(["beam hits of", "share of the beam hits", "efficiency", "missed (share of all beam hits)"], rows) + ["", tail]
@@ -253,7 +287,7 @@ def robustness() -> list[str]:
         ])
     seeds = sorted({c["seed"] for c in d.values()})
     events = sorted({c["events"] for c in d.values()})
-    return table(["condition", "`default`: selected images", "beam IoU", "mIoU", "all events: beam IoU / mIoU",
+    return table(["condition", "`tiramisu-gpu`: selected images", "beam IoU", "mIoU", "all events: beam IoU / mIoU",
                   "hits: beam efficiency / purity", "`study2018`: images", "beam IoU", "mIoU"], rows) + [
         "", f"{'/'.join(map(str, events))} events per condition, seed {', '.join(map(str, seeds))}."]
 
@@ -361,7 +395,7 @@ def beam_cluster_cleanup() -> list[str]:
 def cpu_continuation() -> list[str]:
     d = load("benchmarks/results/cpu_continue_default.json")
     b = d["default_before"]
-    rows = [["shipped `default`", "0", "—", f"{n(b['val_iou_beam'], 4)}", f"{n(b['val_miou'], 4)}"]]
+    rows = [["shipped `tiramisu-gpu`", "0", "—", f"{n(b['val_iou_beam'], 4)}", f"{n(b['val_miou'], 4)}"]]
     rows += [["continued (one-cycle, peak 1.5e-4)", str(p["step"]), f"{n(p['wall_time_s'] / 60, 0)}", f"{n(p['val_iou_beam'], 4)}", f"{n(p['val_miou'], 4)}"]
              for p in d["curve"]]
     second = d["second_run"]
@@ -473,23 +507,31 @@ def hits_inference() -> list[str]:
 
 def time_to_quality() -> list[str]:
     d = load("benchmarks/results/time_to_quality.json")
-    rows = [[f"hit-level, step {p['step']}", f"{n(p['cpu_time_s'] / 3600, 2)} CPU-h ({n(p['wall_time_s'] / 60, 0)} min on 2 cores)",
-             pair(p["beam_efficiency"], p["beam_purity"])] for p in d["hit_level"]]
+    iou = lambda p: 1.0 / (1.0 / p["beam_efficiency"] + 1.0 / p["beam_purity"] - 1.0)  # noqa: E731  TP/(TP+FP+FN)
+    rows = [[f"hit-level, step {p['step']}", f"{n(p['wall_time_s'] / 60, 0)} min on 2 CPU cores ({n(p['cpu_time_s'] / 3600, 2)} CPU-h)",
+             f(iou(p)), pair(p["beam_efficiency"], p["beam_purity"])] for p in d["hit_level"]]
     for name, p in d["shipped"].items():
-        rows.append([f"`{name}`", f"{n(p['wall_time_s'] / 60, 0)} min on {p['device']}", pair(p["beam_efficiency"], p["beam_purity"])])
-    return table(["model", "training", "beam hits: efficiency / purity"], rows) + [
-        "", f"{d['n_events']} events of `{Path(d['events']).name}`; checkpoints at argmax, shipped models at their cards' working points."]
+        rows.append([f"`{name}`", f"{n(p['wall_time_s'] / 60, 0)} min on {p['device']}", f(iou(p)), pair(p["beam_efficiency"], p["beam_purity"])])
+    return table(["model", "training (wall time)", "beam-hit IoU", "beam hits: efficiency / purity"], rows) + [
+        "", f"{d['n_events']} events of `{Path(d['events']).name}`; checkpoints at argmax, shipped models at their cards' working points "
+            "(`default-cpu`'s card has none: argmax)."]
 
 
 # name -> (results files it reads, builder)
 TABLES: dict[str, tuple[tuple[str, ...], Callable[[], list[str]]]] = {
     "summary": (("benchmarks/results/summary.json",), summary),
     "models": (("benchmarks/results/models.json",), models),
-    "default-test-metrics": (("docs/default-model-test-metrics.json",), default_test_metrics),
+    "default-test-metrics": (("docs/default-model-test-metrics.json",), hit_test_metrics("docs/default-model-test-metrics.json")),
+    "tiramisu-gpu-test-metrics": (("docs/tiramisu-gpu-test-metrics.json",), image_test_metrics("docs/tiramisu-gpu-test-metrics.json", "`tiramisu-gpu` (recorded as `default`, its name then)")),
     "shipped-cards": (("src/protoseg/pretrained/*.json",), shipped_cards),
     "working-point": (("benchmarks/results/working_point.json",), working_point("benchmarks/results/working_point.json")),
     "working-point-seed5150": (("benchmarks/results/working_point-seed5150.json",), working_point("benchmarks/results/working_point-seed5150.json")),
-    "beam-hit-origins": (("benchmarks/results/beam_hit_origins.json",), beam_hit_origins),
+    "working-point-default-seed7117": (("benchmarks/results/working_point-default-seed7117.json",),
+                                       working_point("benchmarks/results/working_point-default-seed7117.json")),
+    "beam-hit-origins": (("benchmarks/results/beam_hit_origins-default.json",),
+                         beam_hit_origins("benchmarks/results/beam_hit_origins-default.json", "default")),
+    "beam-hit-origins-tiramisu-gpu": (("benchmarks/results/beam_hit_origins-tiramisu-gpu.json",),
+                                      beam_hit_origins("benchmarks/results/beam_hit_origins-tiramisu-gpu.json", "tiramisu-gpu")),
     "robustness": (("benchmarks/results/robustness.json",), robustness),
     "model-study": (("benchmarks/results/model_study.json",), model_study),
     "downsampling-oracle": (("benchmarks/results/downsampling.json",), downsampling_oracle),
@@ -504,6 +546,9 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[[], list[str]]]] = {
     "shower-profiles": (("benchmarks/results/shower_profiles.json",), shower_profiles),
     "hit-grid": (("benchmarks/results/hit_grid.json",), hit_grid),
     "sparse-backends": (("benchmarks/results/sparse_backends.json",), sparse_backends),
+    "hits-vs-image": (("benchmarks/results/hits_vs_image.json",), hits_vs_image),
+    "hits-inference": (("benchmarks/results/hits_inference.json",), hits_inference),
+    "time-to-quality": (("benchmarks/results/time_to_quality.json",), time_to_quality),
 }
 
 

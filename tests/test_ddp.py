@@ -73,3 +73,55 @@ def test_ddp_two_cpu_processes(tmp_path):
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert state["global_step"] == 2  # 8 images / (2 ranks x batch 2)
     assert np.isfinite(state["callbacks"][next(k for k in state["callbacks"] if k.startswith("ModelCheckpoint"))]["best_model_score"].item())
+
+
+HIT_RANK_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    import protoseg.hits.data as data
+    from protoseg.config import apply_overrides, load_config, validate
+    from protoseg.training import train
+
+    seen_file = sys.argv[1] + f".rank{os.environ['RANK']}"
+    original = data.HitEventsDataset.__getitem__
+
+    def recording_getitem(self, key):
+        if len(self.indices) == int(sys.argv[3]):  # the training events, not the validation ones
+            position = key[0] if isinstance(key, tuple) else key
+            with open(seen_file, "a") as handle:
+                handle.write(json.dumps(int(self.indices[position])) + "\\n")
+        return original(self, key)
+
+    data.HitEventsDataset.__getitem__ = recording_getitem
+    config = validate(apply_overrides(load_config(), json.loads(sys.argv[2])))
+    train(config)
+    """
+)
+
+
+def test_ddp_two_cpu_processes_hit_level(tmp_path):
+    """The hit-level module under DDP: ranks get disjoint events, the run folder holds one hit model."""
+    from test_inference import tiny_events
+
+    events = tiny_events(tmp_path / "events.h5", n=9)  # the last one validates
+    script = tmp_path / "rank.py"
+    script.write_text(HIT_RANK_SCRIPT)
+    overrides = [f"data.path={events}", f"out={tmp_path / 'run'}", "model.name=sparse_unet", "model.channels=[4, 8]", "model.reps=1",
+                 "data.validation_events=1", "data.batch_size=2", "trainer.max_epochs=1", "trainer.cpu_time_budget_s=0",
+                 "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp", "trainer.progress_bar=false",
+                 "optim.schedule=none"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+               "--master-port", str(_free_port()), str(script), str(tmp_path / "seen"), json.dumps(overrides), "8"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    seen = [[json.loads(line) for line in Path(f"{tmp_path / 'seen'}.rank{rank}").read_text().split()] for rank in (0, 1)]
+    assert len(seen[0]) == len(seen[1]) == 4
+    assert set(seen[0]).isdisjoint(seen[1]) and set(seen[0]) | set(seen[1]) == set(range(8))
+
+    run = tmp_path / "run"
+    model = load_model(run)
+    assert model.card["input"]["kind"] == "hits" and model.card["trained_on"]["processes"] == 2
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == 2  # 8 events / (2 ranks x batch 2)

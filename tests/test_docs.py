@@ -82,8 +82,18 @@ def test_readme_links_point_to_files_that_exist():
 
 def test_readme_headline_of_default_is_its_metrics_json():
     metrics = json.loads((DOCS / "default-model-test-metrics.json").read_text())
-    beam = f"{metrics['iou'][metrics['classes'].index('beam')]:.3f}"
-    miou = f"{metrics['miou']:.3f}"
+    hits = metrics["hits"]["all"]
+    beam = hits["classes"].index("beam")
     row = next(line for line in README.splitlines() if line.startswith("| `default` |"))
-    assert f"{metrics['n_images']} events of seed 2718" in row
-    assert beam in row and miou in row, (row, beam, miou)
+    assert metrics["model"] == "default" and f"| {metrics['model_version']} |" in row
+    assert f"{metrics['n_events']} events of seed 2718 (pixels: {metrics['pixels']['n_images']})" in row
+    assert f"{hits['efficiency'][beam]:.3f} / {hits['purity'][beam]:.3f}" in row, row
+    pixels = metrics["pixels"]
+    assert f"| **{pixels['iou'][metrics['classes'].index('beam')]:.3f}** | **{pixels['miou']:.3f}** |" in row, row
+
+
+def test_readme_row_of_tiramisu_gpu_is_its_metrics_json():
+    metrics = json.loads((DOCS / "tiramisu-gpu-test-metrics.json").read_text())
+    beam = metrics["classes"].index("beam")
+    row = next(line for line in README.splitlines() if line.startswith("| `tiramisu-gpu` |"))
+    assert f"| {metrics['iou'][beam]:.3f} | {metrics['miou']:.3f} |" in row, row

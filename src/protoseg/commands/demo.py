@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "the whole chain on a built-in default: simulate → images → predict → evaluate → displays (shipped model)"
+HELP = "the whole chain on a built-in default with the shipped model: simulate → predict → evaluate → displays"
 DESCRIPTION = (
-    "Simulates a few ProtoDUNE-SP events with a fixed seed, turns them into images with the settings the "
-    "shipped model 'default' was trained with, predicts every pixel and every hit, evaluates against the "
-    "truth, and draws event displays. Finishes in minutes on a laptop CPU."
+    "Simulates a few ProtoDUNE-SP events with a fixed seed, runs the model on them, evaluates against the "
+    "truth, and draws event displays. With the shipped 'default' (a hit-level network) it classifies every "
+    "hit directly, scores the hits (beam efficiency and purity, IoU per class) and the hit classes projected "
+    "onto the 2018 320x320 pixel grid (IoU, mIoU), and shows the events on that grid; no image file is made. "
+    "With an image network (--model tiramisu-gpu, default-cpu, ...) it first makes images with the settings "
+    "the model was trained with, then predicts every pixel and every hit and scores the pixels. "
+    "Finishes in minutes on a laptop CPU."
 )
 
 DEMO_SEED = 20180901
@@ -18,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--out", default="protoseg-demo", metavar="DIR", help="output folder (default protoseg-demo)")
     parser.add_argument("-n", "--events", type=int, default=DEMO_EVENTS, help=f"events to simulate (default {DEMO_EVENTS})")
     parser.add_argument("--seed", type=int, default=DEMO_SEED, help=f"simulation seed (default {DEMO_SEED})")
-    parser.add_argument("--model", default="default", help="model to run (default: the shipped 'default')")
+    parser.add_argument("--model", default="default", help="model to run (default: the shipped 'default', the hit-level network)")
     parser.add_argument("--workers", type=int, default=1, help="simulation worker processes (default 1)")
 
 
@@ -37,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     if args.model == "default" and not (PRETRAINED_DIR / "default.safetensors").is_file():
         raise InputError(
             "the shipped model 'default' is not in this installation (no protoseg/pretrained/default.safetensors); "
-            "the demo needs it: train one (protoseg train --config configs/default-stage1.yaml) and run the demo with --model RUN"
+            "the demo needs it: train one (protoseg train --config configs/hits-cpu.yaml --data EVENTS.h5 --out RUN) "
+            "and run the demo with --model RUN"
         )
     model = load_model(args.model)  # before minutes of simulation: a bad model fails now
     image = model.card.get("input", {}).get("image", {})
