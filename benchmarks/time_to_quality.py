@@ -4,6 +4,7 @@
 training or decision saw.
 
     python benchmarks/time_to_quality.py runs/hits EVENTS.h5 [--events 60] [--models tiramisu-gpu default-cpu]
+    python benchmarks/time_to_quality.py --plot-only      # redraw docs/time-to-quality.png from the results
 
 The hit-level run must have been trained with ``trainer.keep_checkpoints: true``: each ``step-K.ckpt``
 records the CPU seconds spent up to it. Checkpoints are scored at argmax (a working point is chosen
@@ -49,8 +50,8 @@ def _subset(events: Path, n: int, folder: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", type=Path, help="run folder of the hit-level network (checkpoints/step-K.ckpt)")
-    parser.add_argument("events", type=Path, help="events with truth no training or decision saw")
+    parser.add_argument("run", type=Path, nargs="?", help="run folder of the hit-level network (checkpoints/step-K.ckpt)")
+    parser.add_argument("events", type=Path, nargs="?", help="events with truth no training or decision saw")
     parser.add_argument("--events", dest="n_events", type=int, default=60)
     parser.add_argument("--models", nargs="*", default=["tiramisu-gpu", "default-cpu"], help="shipped image models to compare")
     parser.add_argument("--plot-only", action="store_true", help="redraw the figure from the results file")
@@ -58,6 +59,8 @@ def main() -> None:
     if args.plot_only:
         _plot(json.loads(RESULTS.read_text()))
         return
+    if args.run is None or args.events is None:
+        parser.error("RUN and EVENTS are needed unless --plot-only")
     checkpoints = sorted(args.run.glob("checkpoints/step-*.ckpt"), key=lambda p: int(re.findall(r"\d+", p.stem)[0]))
     if not checkpoints:
         raise SystemExit(f"{args.run}: no checkpoints/step-K.ckpt (train with trainer.keep_checkpoints: true)")

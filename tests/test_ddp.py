@@ -45,20 +45,29 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _torchrun_two_ranks(rank_script: str, tmp_path: Path, overrides: list[str], *extra: str) -> subprocess.CompletedProcess:
+    """``rank_script`` under torchrun on two CPU processes: argv = seen-file prefix, the overrides as JSON, ``extra``."""
+    script = tmp_path / "rank.py"
+    script.write_text(rank_script)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+               "--master-port", str(_free_port()), str(script), str(tmp_path / "seen"), json.dumps(overrides), *extra]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
+
+
+def _seen_by_rank(tmp_path: Path) -> list[list[int]]:
+    return [[json.loads(line) for line in Path(f"{tmp_path / 'seen'}.rank{rank}").read_text().split()] for rank in (0, 1)]
+
+
 def test_ddp_two_cpu_processes(tmp_path):
     data = make_images(tmp_path / "images.h5", n_train=8, n_val=2, n_test=0)
-    script = tmp_path / "rank.py"
-    script.write_text(RANK_SCRIPT)
     overrides = [f"data.path={data}", f"out={tmp_path / 'run'}", *TINY_MODEL, "data.batch_size=2", "trainer.max_epochs=1",
                  "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp", "trainer.progress_bar=false",
                  "optim.schedule=none"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-               "--master-port", str(_free_port()), str(script), str(tmp_path / "seen"), json.dumps(overrides)]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
+    result = _torchrun_two_ranks(RANK_SCRIPT, tmp_path, overrides)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    seen = [[json.loads(line) for line in Path(f"{tmp_path / 'seen'}.rank{rank}").read_text().split()] for rank in (0, 1)]
+    seen = _seen_by_rank(tmp_path)
     # each rank got half of the 8 training images, and no image went to both
     assert len(seen[0]) == len(seen[1]) == 4
     assert set(seen[0]).isdisjoint(seen[1]) and set(seen[0]) | set(seen[1]) == set(range(8))
@@ -104,19 +113,14 @@ def test_ddp_two_cpu_processes_hit_level(tmp_path):
     from test_inference import tiny_events
 
     events = tiny_events(tmp_path / "events.h5", n=9)  # the last one validates
-    script = tmp_path / "rank.py"
-    script.write_text(HIT_RANK_SCRIPT)
     overrides = [f"data.path={events}", f"out={tmp_path / 'run'}", "model.name=sparse_unet", "model.channels=[4, 8]", "model.reps=1",
                  "data.validation_events=1", "data.batch_size=2", "trainer.max_epochs=1", "trainer.cpu_time_budget_s=0",
                  "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp", "trainer.progress_bar=false",
                  "optim.schedule=none"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-               "--master-port", str(_free_port()), str(script), str(tmp_path / "seen"), json.dumps(overrides), "8"]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
+    result = _torchrun_two_ranks(HIT_RANK_SCRIPT, tmp_path, overrides, "8")
     assert result.returncode == 0, result.stderr[-3000:]
 
-    seen = [[json.loads(line) for line in Path(f"{tmp_path / 'seen'}.rank{rank}").read_text().split()] for rank in (0, 1)]
+    seen = _seen_by_rank(tmp_path)
     assert len(seen[0]) == len(seen[1]) == 4
     assert set(seen[0]).isdisjoint(seen[1]) and set(seen[0]) | set(seen[1]) == set(range(8))
 
