@@ -1,14 +1,15 @@
 """Time to quality: hit-level beam efficiency and purity against training time, for the hit-level network
-(every checkpoint its run kept; the run of configs/hits-cpu.yaml is the one shipped as `default`, model
-2.0.0) and for the image networks `tiramisu-gpu` (GPU) and `default-cpu`, all on the same events that no
+(every checkpoint its runs kept: stage 1, configs/hits-cpu.yaml, then stage 2, configs/hits-cpu-stage2.yaml,
+whose last weights are shipped as `default`, model 2.1.0) and for the image networks `tiramisu-gpu` (GPU) and `default-cpu`, all on the same events that no
 training or decision saw.
 
-    python benchmarks/time_to_quality.py runs/hits EVENTS.h5 [--events 60] [--models tiramisu-gpu default-cpu]
+    python benchmarks/time_to_quality.py runs/hits [runs/hits-stage2 ...] EVENTS.h5 [--events 60] [--models tiramisu-gpu default-cpu]
     python benchmarks/time_to_quality.py --plot-only      # redraw docs/time-to-quality.png from the results
 
-The hit-level run must have been trained with ``trainer.keep_checkpoints: true``: each ``step-K.ckpt``
-records the CPU seconds spent up to it. Checkpoints are scored at argmax (a working point is chosen
-only for the shipped weights); the shipped models at their cards' working points, as ``predict`` runs
+The hit-level runs must have been trained with ``trainer.keep_checkpoints: true``: each ``step-K.ckpt``
+records the CPU and wall seconds its run had spent up to it; a later stage's times are counted on from the
+end of the stages before it (their cards' ``trained_on``), so the curve is the whole recipe's cost.
+Checkpoints are scored at argmax (a working point is chosen only for the shipped weights); the shipped models at their cards' working points, as ``predict`` runs
 them. Their training cost is the README's (whole recipes, all stages): ``default-cpu`` 3 h 41 min on
 this 2-core CPU (13 260 s of wall time; its four stages' CPU time was not summed in its cards),
 ``tiramisu-gpu`` 410 s + 180 s on one NVIDIA H200. Results: ``benchmarks/results/time_to_quality.json`` and
@@ -50,8 +51,9 @@ def _subset(events: Path, n: int, folder: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", type=Path, nargs="?", help="run folder of the hit-level network (checkpoints/step-K.ckpt)")
-    parser.add_argument("events", type=Path, nargs="?", help="events with truth no training or decision saw")
+    parser.add_argument("paths", type=Path, nargs="*", metavar="RUN... EVENTS",
+                        help="run folders of the hit-level network's stages, in order (checkpoints/step-K.ckpt), "
+                             "then the events (with truth) that no training or decision saw")
     parser.add_argument("--events", dest="n_events", type=int, default=60)
     parser.add_argument("--models", nargs="*", default=["tiramisu-gpu", "default-cpu"], help="shipped image models to compare")
     parser.add_argument("--plot-only", action="store_true", help="redraw the figure from the results file")
@@ -59,30 +61,43 @@ def main() -> None:
     if args.plot_only:
         _plot(json.loads(RESULTS.read_text()))
         return
-    if args.run is None or args.events is None:
-        parser.error("RUN and EVENTS are needed unless --plot-only")
-    checkpoints = sorted(args.run.glob("checkpoints/step-*.ckpt"), key=lambda p: int(re.findall(r"\d+", p.stem)[0]))
-    if not checkpoints:
-        raise SystemExit(f"{args.run}: no checkpoints/step-K.ckpt (train with trainer.keep_checkpoints: true)")
+    if len(args.paths) < 2:
+        parser.error("one RUN or more and EVENTS are needed unless --plot-only")
+    runs, events_path = args.paths[:-1], args.paths[-1]
+    stages = []
+    for stage, run in enumerate(runs, start=1):
+        checkpoints = sorted(run.glob("checkpoints/step-*.ckpt"), key=lambda p: int(re.findall(r"\d+", p.stem)[0]))
+        if not checkpoints:
+            raise SystemExit(f"{run}: no checkpoints/step-K.ckpt (train with trainer.keep_checkpoints: true)")
+        stages.append((stage, run, checkpoints))
     with tempfile.TemporaryDirectory() as tmp:
-        events = _subset(args.events, args.n_events, Path(tmp))
+        events = _subset(events_path, args.n_events, Path(tmp))
         curve = []
-        for path in checkpoints:
-            model = load_model(path)
-            validation = model.card["metrics"]["validation"]
-            scores = evaluate_events(model, events, beam_threshold="argmax", progress=False)["hits"]["all"]
-            beam = scores["classes"].index("beam")
-            curve.append({"checkpoint": path.name, "step": int(validation.get("step", -1)), "cpu_time_s": validation.get("cpu_time_s"),
-                          "wall_time_s": validation.get("wall_time_s"), "beam_efficiency": scores["efficiency"][beam],
-                          "beam_purity": scores["purity"][beam]})
-            print(json.dumps(curve[-1]))
+        offset = {"step": 0, "cpu_time_s": 0.0, "wall_time_s": 0.0}
+        for stage, run, checkpoints in stages:
+            for path in checkpoints:
+                model = load_model(path)
+                validation = model.card["metrics"]["validation"]
+                scores = evaluate_events(model, events, beam_threshold="argmax", progress=False)["hits"]["all"]
+                beam = scores["classes"].index("beam")
+                curve.append({"stage": stage, "run": str(run), "checkpoint": path.name,
+                              "step": offset["step"] + int(validation.get("step", -1)),
+                              "cpu_time_s": offset["cpu_time_s"] + validation["cpu_time_s"],
+                              "wall_time_s": offset["wall_time_s"] + validation["wall_time_s"],
+                              "beam_efficiency": scores["efficiency"][beam], "beam_purity": scores["purity"][beam]})
+                print(json.dumps(curve[-1]))
+            # the next stage starts where this one ended (its card: the whole run, resumes included)
+            trained = json.loads((run / "model.json").read_text())["trained_on"]
+            offset = {"step": offset["step"] + int(trained["steps"]), "cpu_time_s": offset["cpu_time_s"] + trained["cpu_time_s"],
+                      "wall_time_s": offset["wall_time_s"] + trained["wall_time_s"]}
         shipped = {}
         for name in args.models:
             summary = predict_file(load_model(name), events, Path(tmp) / f"{name}.h5", progress=False)
             shipped[name] = {**SHIPPED_COST.get(name, {}), "beam_efficiency": summary.hit_metrics["beam_efficiency"],
                              "beam_purity": summary.hit_metrics["beam_purity"], "beam_threshold": summary.beam_threshold}
             print(name, json.dumps(shipped[name]))
-    result = {"events": str(args.events), "n_events": args.n_events, "run": str(args.run), "hit_level": curve, "shipped": shipped}
+    result = {"events": str(events_path), "n_events": args.n_events, "runs": [str(run) for run in runs], "hit_level": curve,
+              "shipped": shipped}
     write_json(RESULTS, result)
     _plot(result)
 
@@ -100,11 +115,18 @@ def _plot(result: dict) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), sharex=True)
-    hours = [p["wall_time_s"] / 3600 for p in result["hit_level"]]
-    left.plot(hours, [beam_hit_iou(p["beam_efficiency"], p["beam_purity"]) for p in result["hit_level"]], "o-", color="tab:red",
+    curve = result["hit_level"]
+    hours = [p["wall_time_s"] / 3600 for p in curve]
+    left.plot(hours, [beam_hit_iou(p["beam_efficiency"], p["beam_purity"]) for p in curve], "o-", color="tab:red",
               label="hit-level sparse U-Net (2-core CPU)")
-    right.plot(hours, [p["beam_efficiency"] for p in result["hit_level"]], "o-", color="tab:red", label="hit-level: efficiency")
-    right.plot(hours, [p["beam_purity"] for p in result["hit_level"]], "s--", color="tab:red", label="hit-level: purity")
+    right.plot(hours, [p["beam_efficiency"] for p in curve], "o-", color="tab:red", label="hit-level: efficiency")
+    right.plot(hours, [p["beam_purity"] for p in curve], "s--", color="tab:red", label="hit-level: purity")
+    for before, after in zip(curve, curve[1:]):
+        if after.get("stage", 1) != before.get("stage", 1):  # a new stage: fresh events, a second one-cycle
+            for ax in (left, right):
+                ax.axvline(before["wall_time_s"] / 3600, color="grey", lw=0.8, ls=":")
+                ax.annotate(f"stage {after['stage']}", (before["wall_time_s"] / 3600, 0.02), xycoords=("data", "axes fraction"),
+                            fontsize=7, color="grey", xytext=(3, 0), textcoords="offset points")
     colours = {"tiramisu-gpu": "tab:blue", "default-cpu": "tab:green"}
     for name, point in result["shipped"].items():
         x, colour = point.get("wall_time_s", 0) / 3600, colours.get(name, "k")
