@@ -125,7 +125,7 @@ def _plot(result: dict) -> None:
         if after.get("stage", 1) != before.get("stage", 1):  # a new stage: fresh events, a second one-cycle
             for ax in (left, right):
                 ax.axvline(before["wall_time_s"] / 3600, color="grey", lw=0.8, ls=":")
-                ax.annotate(f"stage {after['stage']}", (before["wall_time_s"] / 3600, 0.02), xycoords=("data", "axes fraction"),
+                ax.annotate(f"stage {after['stage']}", (before["wall_time_s"] / 3600, 0.45), xycoords=("data", "axes fraction"),
                             fontsize=7, color="grey", xytext=(3, 0), textcoords="offset points")
     colours = {"tiramisu-gpu": "tab:blue", "default-cpu": "tab:green"}
     for name, point in result["shipped"].items():
