@@ -57,9 +57,11 @@ def main() -> None:
     parser.add_argument("--events", dest="n_events", type=int, default=60)
     parser.add_argument("--models", nargs="*", default=["tiramisu-gpu", "default-cpu"], help="shipped image models to compare")
     parser.add_argument("--plot-only", action="store_true", help="redraw the figure from the results file")
+    parser.add_argument("--results", type=Path, default=RESULTS, help=f"results JSON (default {RESULTS.relative_to(ROOT)})")
+    parser.add_argument("--figure", type=Path, default=FIGURE, help=f"figure PNG (default {FIGURE.relative_to(ROOT)})")
     args = parser.parse_args()
     if args.plot_only:
-        _plot(json.loads(RESULTS.read_text()))
+        _plot(json.loads(args.results.read_text()), args.figure)
         return
     if len(args.paths) < 2:
         parser.error("one RUN or more and EVENTS are needed unless --plot-only")
@@ -73,23 +75,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         events = _subset(events_path, args.n_events, Path(tmp))
         curve = []
-        offset = {"step": 0, "cpu_time_s": 0.0, "wall_time_s": 0.0}
         for stage, run, checkpoints in stages:
             for path in checkpoints:
                 model = load_model(path)
-                validation = model.card["metrics"]["validation"]
                 scores = evaluate_events(model, events, beam_threshold="argmax", progress=False)["hits"]["all"]
                 beam = scores["classes"].index("beam")
-                curve.append({"stage": stage, "run": str(run), "checkpoint": path.name,
-                              "step": offset["step"] + int(validation.get("step", -1)),
-                              "cpu_time_s": offset["cpu_time_s"] + validation["cpu_time_s"],
-                              "wall_time_s": offset["wall_time_s"] + validation["wall_time_s"],
+                curve.append({"stage": stage, "run": str(run), "checkpoint": path.name, **model.card["metrics"]["validation"],
                               "beam_efficiency": scores["efficiency"][beam], "beam_purity": scores["purity"][beam]})
-                print(json.dumps(curve[-1]))
-            # the next stage starts where this one ended (its card: the whole run, resumes included)
-            trained = json.loads((run / "model.json").read_text())["trained_on"]
-            offset = {"step": offset["step"] + int(trained["steps"]), "cpu_time_s": offset["cpu_time_s"] + trained["cpu_time_s"],
-                      "wall_time_s": offset["wall_time_s"] + trained["wall_time_s"]}
+                print(path, scores["efficiency"][beam], scores["purity"][beam])
+        ends = [json.loads((run / "model.json").read_text())["trained_on"] for _, run, _ in stages]
+        curve = [{key: point[key] for key in ("stage", "run", "checkpoint", "step", "cpu_time_s", "wall_time_s", "beam_efficiency",
+                                              "beam_purity")} for point in counted_over_stages(curve, ends)]
         shipped = {}
         for name in args.models:
             summary = predict_file(load_model(name), events, Path(tmp) / f"{name}.h5", progress=False)
@@ -98,8 +94,22 @@ def main() -> None:
             print(name, json.dumps(shipped[name]))
     result = {"events": str(events_path), "n_events": args.n_events, "runs": [str(run) for run in runs], "hit_level": curve,
               "shipped": shipped}
-    write_json(RESULTS, result)
-    _plot(result)
+    write_json(args.results, result)
+    _plot(result, args.figure)
+
+
+def counted_over_stages(curve: list[dict], stage_ends: list[dict]) -> list[dict]:
+    """Checkpoints of several stages (``stage`` 1, 2, ...; ``step``, ``cpu_time_s``, ``wall_time_s`` counted from
+    their own run's start) with those counted from the start of stage 1: a stage starts where the one before
+    it ended, as its run's card records it (``trained_on``: ``steps``, ``cpu_time_s``, ``wall_time_s``, resumes
+    included)."""
+    offsets = [{"step": 0, "cpu_time_s": 0.0, "wall_time_s": 0.0}]
+    for end in stage_ends:
+        last = offsets[-1]
+        offsets.append({"step": last["step"] + int(end["steps"]), "cpu_time_s": last["cpu_time_s"] + float(end["cpu_time_s"]),
+                        "wall_time_s": last["wall_time_s"] + float(end["wall_time_s"])})
+    return [{**point, **{key: offsets[point["stage"] - 1][key] + point[key] for key in ("step", "cpu_time_s", "wall_time_s")}}
+            for point in curve]
 
 
 def beam_hit_iou(efficiency: float, purity: float) -> float:
@@ -108,7 +118,7 @@ def beam_hit_iou(efficiency: float, purity: float) -> float:
     return 1.0 / (1.0 / efficiency + 1.0 / purity - 1.0)
 
 
-def _plot(result: dict) -> None:
+def _plot(result: dict, figure: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,8 +152,8 @@ def _plot(result: dict) -> None:
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"Time to quality on {result['n_events']} unseen events ({Path(result['events']).name}); checkpoints at argmax")
     fig.tight_layout()
-    FIGURE.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIGURE, dpi=110)
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure, dpi=110)
 
 
 if __name__ == "__main__":
