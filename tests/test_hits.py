@@ -299,6 +299,27 @@ def test_hits_report_scores_a_predictions_file_as_evaluate_does(hit_run, tmp_pat
         assert scored["hits"][rule]["confusion"] == evaluated["hits"][rule]["confusion"]
 
 
+def test_init_from_a_hit_model_reading_more_features_keeps_their_input_columns(tmp_path):
+    from protoseg.training import HitSegmentationModule, _initialise_from
+
+    source = tiny_hit_weights(tmp_path / "with-rms")  # log_charge, rms, tick_in_row, wire, tick
+    trained = load_model(source).state_dict()
+    old_features = load_model(source).card["input"]["features"]
+    no_rms = [name for name in old_features if name != "rms"]
+    config = apply_overrides(load_config(), ["model.name=sparse_unet", "model.channels=[4, 8]", "model.reps=1",
+                                             f"model.features={json.dumps(no_rms)}", f"init_from={source}"])
+    module = HitSegmentationModule(config, ["background", "beam", "not-beam"])
+    assert module.model.stem.weight.shape == (4, 4)
+    assert _initialise_from(module, str(source)) is True
+    mine = module.model.state_dict()
+    assert torch.equal(mine["stem.weight"], trained["stem.weight"][:, [0, 2, 3, 4]])  # rms was column 1
+    assert all(torch.equal(mine[k], v) for k, v in trained.items() if k != "stem.weight")
+    # a feature the source never read cannot be initialised from it
+    other = tiny_hit_weights(tmp_path / "no-wire", features=("log_charge", "rms", "tick_in_row", "tick"))
+    with pytest.raises(InputError, match="init_from: its network"):
+        _initialise_from(HitSegmentationModule(config, ["background", "beam", "not-beam"]), str(other))
+
+
 def test_hit_model_refuses_image_files(hit_run, tmp_path, capsys):
     from test_inference import tiny_images
 

@@ -449,6 +449,9 @@ def _check_resumable(checkpoint_path: Path, config: dict[str, Any], class_names:
 def _initialise_from(module: SegmentationModule, source: str) -> bool:
     """Copy the weights of ``source`` (any ``load_model`` input) into ``module``; the same network only.
 
+    A hit-level network may read a subset of ``source``'s site features (``model.features``): its input
+    layer keeps the columns of the features it reads.
+
     Same classes: every weight is copied. Other classes (e.g. the species scheme from a beam3 model):
     the network body is copied and the 1x1 classifier, whose shape depends on the classes, starts
     from its fresh initialisation: the body's features (tracks, showers, where the beam enters) serve
@@ -465,19 +468,38 @@ def _initialise_from(module: SegmentationModule, source: str) -> bool:
         plain.pop("num_classes", None)
         return plain
 
+    def without_features(architecture: dict[str, Any]) -> dict[str, Any]:
+        plain = network(architecture)
+        plain.get("options", {}).pop("features", None)
+        plain.pop("in_channels", None)
+        return plain
+
     trained = load_model(source)
     card = getattr(trained, "card", {})
     mine = network(architecture_of(module.config, module.num_classes, module.model))
-    if network(card.get("architecture", {})) != mine:
-        raise InputError(f"init_from: its network {network(card.get('architecture', {}))} is not the one configured ({mine})", source)
+    state = trained.state_dict()
+    theirs_arch = network(card.get("architecture", {}))
+    if theirs_arch != mine:
+        old_features = list(theirs_arch.get("options", {}).get("features") or [])
+        new_features = list(mine.get("options", {}).get("features") or [])
+        # A hit-level network that reads fewer site features (e.g. no rms, for hit dumps without it): the
+        # same network but its input layer, whose columns are the features: keep the columns of those it reads.
+        if (without_features(theirs_arch) == without_features(mine) and new_features and set(new_features) <= set(old_features)
+                and "stem.weight" in state):
+            columns = [old_features.index(name) for name in new_features]
+            state = {**state, "stem.weight": state["stem.weight"][:, columns]}
+            print(f"init_from {source}: it reads the site features {old_features}, this network {new_features}; "
+                  "input-layer columns of the features kept copied", flush=True)
+        else:
+            raise InputError(f"init_from: its network {theirs_arch} is not the one configured ({mine})", source)
     theirs = list(card.get("classes", []))
     if theirs == module.class_names:
-        module.model.load_state_dict(trained.state_dict())
+        module.model.load_state_dict(state)
         return True
     if not theirs or theirs[0] != module.class_names[0]:
         raise InputError(f"init_from: it predicts {theirs or 'unknown classes'}, the data has {module.class_names}: "
                          f"only the classifier may differ, and class 0 must be the same", source)
-    body = {name: value for name, value in trained.state_dict().items() if not name.startswith("classifier.")}
+    body = {name: value for name, value in state.items() if not name.startswith("classifier.")}
     missing, unexpected = module.model.load_state_dict(body, strict=False)
     if unexpected or any(not name.startswith("classifier.") for name in missing):
         raise InputError(f"init_from: its weights do not fit the configured network ({(unexpected or missing)[0]})", source)
