@@ -320,6 +320,23 @@ def test_init_from_a_hit_model_reading_more_features_keeps_their_input_columns(t
         _initialise_from(HitSegmentationModule(config, ["background", "beam", "not-beam"]), str(other))
 
 
+def test_a_hit_model_without_rms_predicts_hits_that_record_none(tmp_path, capsys):
+    # the 2018 hit dumps record no width: rms is NaN. A model reading rms refuses them in one line; one without
+    # it classifies every hit.
+    events = tiny_events(tmp_path / "events.h5", n=2)
+    with h5py.File(events, "r+") as handle:
+        handle["hits/rms"][...] = np.nan
+    with_rms = tiny_hit_weights(tmp_path / "with-rms")
+    assert main(["predict", str(with_rms), str(events), "-o", str(tmp_path / "p1.h5")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "rms" in err and not (tmp_path / "p1.h5").exists()
+    without = tiny_hit_weights(tmp_path / "no-rms", features=("log_charge", "tick_in_row", "wire", "tick"))
+    assert main(["predict", str(without), str(events), "-o", str(tmp_path / "p2.h5")]) == 0
+    with h5py.File(tmp_path / "p2.h5", "r") as handle, open_events(events) as source:
+        assert len(handle["hits/pred"]) == sum(len(source.read(i).hits["wire"]) for i in range(len(source)))
+        assert np.isfinite(handle["hits/prob"][...].astype(np.float32)).all()
+
+
 def test_hit_model_refuses_image_files(hit_run, tmp_path, capsys):
     from test_inference import tiny_images
 
