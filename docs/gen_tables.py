@@ -523,6 +523,22 @@ def time_to_quality() -> list[str]:
             "(`default-cpu`'s card has none: argmax)."]
 
 
+def hits_stage3() -> list[str]:
+    d = load("benchmarks/results/hits_stage3.json")
+    rows = []
+    for name, m in d["models"].items():
+        decision = m["decision_seed_7117"]
+        cells = [f"{name}", f"{m['beam_threshold']:.2f} ({pair(decision['beam_efficiency'], decision['beam_purity'])})"]
+        for seed in ("2718", "8086", "5150"):
+            r = m["seeds"][seed]
+            cells.append(f"{pair(r['beam_efficiency'], r['beam_purity'])}; IoU {f(r['beam_iou'])}")
+        rows.append(cells)
+    t = d["stage3_training"]
+    return table(["network", "working point (seed 7117: efficiency / purity)", "seed 2718: beam hits", "seed 8086", "seed 5150"], rows) + [
+        "", f"Stage 3: {t['steps']:,} steps, {n(t['cpu_time_s'], 0)} CPU-s, {n(t['wall_time_s'] / 60, 0)} min on 2 cores; "
+            "240 events per seed, rule `all`, every hit."]
+
+
 # name -> (results files it reads, builder)
 TABLES: dict[str, tuple[tuple[str, ...], Callable[[], list[str]]]] = {
     "summary": (("benchmarks/results/summary.json",), summary),
@@ -555,6 +571,7 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[[], list[str]]]] = {
     "hits-vs-image": (("benchmarks/results/hits_vs_image.json",), hits_vs_image),
     "hits-inference": (("benchmarks/results/hits_inference.json",), hits_inference),
     "time-to-quality": (("benchmarks/results/time_to_quality.json",), time_to_quality),
+    "hits-stage3": (("benchmarks/results/hits_stage3.json",), hits_stage3),
 }
 
 
