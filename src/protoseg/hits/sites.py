@@ -116,7 +116,7 @@ def event_sites(hits: dict[str, np.ndarray], grid: HitGrid = HitGrid(), features
             rms = np.asarray(hits["rms"], dtype=np.float64)[lead] if "rms" in hits else np.full(n_sites, np.nan)
             if not np.isfinite(rms).all():
                 raise InputError("the model reads the hit width (rms), which these hits do not record (NaN); "
-                                 "use a model without the 'rms' feature", where)
+                                 "use a model without the 'rms' feature (default-no-rms)", where)
             columns.append(rms / _RMS_SCALE_TICKS)
         elif name == "tick_in_row":
             columns.append(tick[lead] / grid.ticks_per_row - coords[:, 0] - 0.5)
