@@ -1,7 +1,7 @@
 """Time to quality: hit-level beam efficiency and purity against training time, for the hit-level network
 (every checkpoint its runs kept: stage 1, configs/hits-cpu.yaml, then stage 2, configs/hits-cpu-stage2.yaml,
-whose last weights are shipped as `default`, model 2.1.0) and for the image networks `tiramisu-gpu` (GPU) and `default-cpu`, all on the same events that no
-training or decision saw.
+whose last weights are shipped as `default`, model 2.1.0) and for the image networks `tiramisu-gpu` (GPU)
+and `default-cpu`, all on the same events that no training or decision saw.
 
     python benchmarks/time_to_quality.py runs/hits [runs/hits-stage2 ...] EVENTS.h5 [--events 60] [--models tiramisu-gpu default-cpu]
     python benchmarks/time_to_quality.py --plot-only      # redraw docs/time-to-quality.png from the results
@@ -9,11 +9,11 @@ training or decision saw.
 The hit-level runs must have been trained with ``trainer.keep_checkpoints: true``: each ``step-K.ckpt``
 records the CPU and wall seconds its run had spent up to it; a later stage's times are counted on from the
 end of the stages before it (their cards' ``trained_on``), so the curve is the whole recipe's cost.
-Checkpoints are scored at argmax (a working point is chosen only for the shipped weights); the shipped models at their cards' working points, as ``predict`` runs
-them. Their training cost is the README's (whole recipes, all stages): ``default-cpu`` 3 h 41 min on
-this 2-core CPU (13 260 s of wall time; its four stages' CPU time was not summed in its cards),
-``tiramisu-gpu`` 410 s + 180 s on one NVIDIA H200. Results: ``benchmarks/results/time_to_quality.json`` and
-``docs/time-to-quality.png``.
+Checkpoints are scored at argmax (a working point is chosen only for the shipped weights); the shipped
+models at their cards' working points, as ``predict`` runs them. Their training cost is the README's
+(whole recipes, all stages): ``default-cpu`` 3 h 41 min on this 2-core CPU (13 260 s of wall time; its
+four stages' CPU time was not summed in its cards), ``tiramisu-gpu`` 410 s + 180 s on one NVIDIA H200.
+Results: ``benchmarks/results/time_to_quality.json`` and ``docs/time-to-quality.png``.
 """
 from __future__ import annotations
 
@@ -80,12 +80,13 @@ def main() -> None:
                 model = load_model(path)
                 scores = evaluate_events(model, events, beam_threshold="argmax", progress=False)["hits"]["all"]
                 beam = scores["classes"].index("beam")
-                curve.append({"stage": stage, "run": str(run), "checkpoint": path.name, **model.card["metrics"]["validation"],
+                validation = model.card["metrics"]["validation"]
+                curve.append({"stage": stage, "run": str(run), "checkpoint": path.name, "step": int(validation["step"]),
+                              "cpu_time_s": validation["cpu_time_s"], "wall_time_s": validation["wall_time_s"],
                               "beam_efficiency": scores["efficiency"][beam], "beam_purity": scores["purity"][beam]})
                 print(path, scores["efficiency"][beam], scores["purity"][beam])
         ends = [json.loads((run / "model.json").read_text())["trained_on"] for _, run, _ in stages]
-        curve = [{key: point[key] for key in ("stage", "run", "checkpoint", "step", "cpu_time_s", "wall_time_s", "beam_efficiency",
-                                              "beam_purity")} for point in counted_over_stages(curve, ends)]
+        curve = counted_over_stages(curve, ends)
         shipped = {}
         for name in args.models:
             summary = predict_file(load_model(name), events, Path(tmp) / f"{name}.h5", progress=False)

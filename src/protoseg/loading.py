@@ -2,8 +2,8 @@
 
 ``load_model(MODEL)`` accepts a run folder, a Lightning checkpoint, a ``.safetensors`` weights file,
 or the name of a model shipped in ``protoseg/pretrained``: ``"default"`` (the hit-level network since model
-2.0.0; 2.1.0 now), ``"default-no-rms"`` (the same network without the hit
-width, for hit dumps that record none), or the image networks ``"tiramisu-gpu"``, ``"default-cpu"``, ``"study2018"`` and ``"species"``. It
+2.0.0), ``"default-no-rms"`` (the same network without the hit width, for hit dumps that record none), or
+the image networks ``"tiramisu-gpu"``, ``"default-cpu"``, ``"study2018"`` and ``"species"``. It
 never executes code from a file: weights are safetensors, checkpoints are read with
 ``torch.load(weights_only=True)`` (whose unpickler refuses every global outside PyTorch's allow-list), and
 model cards are JSON (``protoseg.modelcards``). The network comes back in eval mode with its model card as ``model.card``.
