@@ -539,6 +539,28 @@ def hits_stage3() -> list[str]:
             "240 events per seed, rule `all`, every hit."]
 
 
+
+def hit_variants(path: str) -> Callable[[], list[str]]:
+    """A ``benchmarks/hit_variants.py`` comparison: each network at its own working point, on every reporting seed."""
+    def build() -> list[str]:
+        d = load(path)
+        seeds = list(d["seeds"])
+        rows = []
+        for label, m in d["models"].items():
+            t = m.get("trained_on") or {}
+            cells = [label, f"{m['parameters'] / 1e6:.2f} M",
+                     f"{n(t['cpu_time_s'], 0)} CPU-s, {t['steps']:,} steps" if t else "—",
+                     f"{m['beam_threshold']:.2f} ({pair(m['decision']['beam_efficiency'], m['decision']['beam_purity'])})"]
+            for seed in seeds:
+                r = m["seeds"][seed]
+                cells.append(f"{pair(r['beam_efficiency'], r['beam_purity'])}; IoU {f(r['beam_iou'])}")
+            rows.append(cells)
+        return table(["network", "parameters", "last training stage", f"working point ({Path(d['decision_events']).name}: efficiency / purity)",
+                      *[f"seed {s}: beam hits" for s in seeds]], rows) + [
+            "", f"Beam hits, rule `all`, every hit of each seed's {next(iter(d['models'].values()))['seeds'][seeds[0]]['events']} events "
+                "(efficiency / purity and their IoU); each network at the threshold where its efficiency and purity meet on the decision events."]
+    return build
+
 # name -> (results files it reads, builder)
 TABLES: dict[str, tuple[tuple[str, ...], Callable[[], list[str]]]] = {
     "summary": (("benchmarks/results/summary.json",), summary),
