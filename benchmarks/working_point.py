@@ -9,8 +9,9 @@ without running the network again, so that a physicist can pick the working poin
     protoseg predict default events.h5 -o p.h5
     python benchmarks/working_point.py events.h5 p.h5 --results wp.json
 
-Truth: the events file's hit labels, as ``predict`` scores them for a model trained with beam-label rule
-``all``. A model trained with rule 2018 drops hits from its truth: refused (one line, exit 2).
+Truth: the events file's hit labels, as ``predict`` scores them: under beam-label rule ``all``, or for a
+hit-level model trained with rule 2018 under that rule (the hits it drops are not scored). An image model
+trained with rule 2018 is refused (one line, exit 2).
 The float16 probabilities can put a pixel whose P(beam) lies within 1e-3 of t on the other side of t than
 ``predict`` did: counts agree with ``predict``'s to that.
 """
@@ -27,7 +28,9 @@ import numpy as np
 from protoseg.errors import InputError
 from protoseg.events import open_events
 from protoseg.fileio import write_json
+from protoseg.hits.inference import truth_under_rule
 from protoseg.images import pixel_indices
+from protoseg.predictions import NO_TRUTH
 
 DEFAULT_THRESHOLDS = tuple(np.round(np.arange(0.30, 0.801, 0.05), 2))
 
@@ -45,8 +48,9 @@ def working_points(events_path: Path, predictions_path: Path, thresholds=DEFAULT
             raise InputError(f"the model has no 'beam' class ({', '.join(classes)})", predictions_path)
         card = json.loads(pred.attrs.get("model_card", "{}"))
         rule = card.get("input", {}).get("image", {}).get("beam_label_rule") or "all"
-        if rule != "all":
-            raise InputError(f"the model was trained with beam-label rule '{rule}'; this script scores rule 'all' only", predictions_path)
+        if rule != "all" and "hits/prob" not in pred:
+            raise InputError(f"the image model was trained with beam-label rule '{rule}'; this script scores image models "
+                             "under rule 'all' only", predictions_path)
         beam = classes.index("beam")
         size = tuple(int(v) for v in pred.attrs["size"])
         prob = pred["prob"]
@@ -67,7 +71,11 @@ def working_points(events_path: Path, predictions_path: Path, thresholds=DEFAULT
                 else:
                     rows, cols = pixel_indices(event.hits["tick"], event.hits["wire"], size)
                     p_beam = prob[index, beam].astype(np.float32)[rows, cols]
-                is_beam = np.asarray(event.hits["label"]) == 1
+                if rule == "all":
+                    is_beam = np.asarray(event.hits["label"]) == 1
+                else:  # a hit-level model trained under another rule: scored under it, the hits it drops left out
+                    truth = truth_under_rule(event.hits, event.particles, rule)
+                    p_beam, is_beam = p_beam[truth != NO_TRUTH], truth[truth != NO_TRUTH] == 1
                 n_beam += int(is_beam.sum())
                 # tagged at t <=> p >= t: count with one sort instead of one pass per threshold
                 order = np.sort(p_beam)
@@ -81,7 +89,7 @@ def working_points(events_path: Path, predictions_path: Path, thresholds=DEFAULT
         rows_out.append({"beam_threshold": float(t), "tagged_beam_hits": int(n_tag), "tagged_true_beam_hits": int(n_tag_beam),
                          "beam_efficiency": n_tag_beam / n_beam if n_beam else float("nan"),
                          "beam_purity": n_tag_beam / n_tag if n_tag else float("nan")})
-    return {"events": str(events_path), "predictions": str(predictions_path), "beam_hits": n_beam,
+    return {"events": str(events_path), "predictions": str(predictions_path), "beam_label_rule": rule, "beam_hits": n_beam,
             "card_beam_threshold": (card.get("decision") or {}).get("beam_threshold"), "points": rows_out}
 
 

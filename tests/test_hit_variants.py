@@ -5,13 +5,12 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from test_hits import tiny_hit_weights
+from test_inference import tiny_events
 
 from protoseg.errors import InputError
 from protoseg.hits.inference import evaluate_events
 from protoseg.inference import load_model
-
-from test_hits import tiny_hit_weights
-from test_inference import tiny_events
 
 SPEC = importlib.util.spec_from_file_location("hit_variants", Path(__file__).parents[1] / "benchmarks" / "hit_variants.py")
 hit_variants = importlib.util.module_from_spec(SPEC)

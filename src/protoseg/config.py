@@ -47,6 +47,10 @@ DEFAULTS: dict[str, Any] = {
         "validation_events": 100,
         "validation_path": None,
         "label_scheme": "beam3",
+        # Hit-level networks: which hits of the beam interaction are beam (protoseg.images.labels). "2018"
+        # leaves the hits the 2018 rule drops in the input but out of the loss and the validation metrics.
+        # An image file carries the rule it was made with (protoseg images --beam-label-rule).
+        "beam_label_rule": "all",
     },
     "model": {"name": "fcdensenet103", "memory_efficient": False},
     "loss": {"name": "ce"},
@@ -100,6 +104,7 @@ DEFAULTS: dict[str, Any] = {
 _CHOICES: dict[str, tuple] = {
     "optim.name": ("adam", "adamw", "sgd"),
     "data.label_scheme": ("beam3", "species"),
+    "data.beam_label_rule": ("all", "2018"),
     "optim.schedule": ("none", "plateau", "cosine", "onecycle"),
     "optim.plateau_monitor": ("val_loss", "val_miou"),
     "trainer.precision": ("32", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64"),
@@ -241,13 +246,16 @@ def _is_number(value: Any) -> bool:
 
 
 def validate(config: dict[str, Any]) -> dict[str, Any]:
-    """Check types and ranges of every known key; return the config (normalised: precision as str).
+    """Check types and ranges of every known key; return the config (normalised: precision and beam_label_rule as str).
 
     Raises InputError with one line naming the key, the value and what is allowed.
     """
     trainer = config["trainer"]
     if isinstance(trainer.get("precision"), int):
         trainer["precision"] = str(trainer["precision"])
+    data = config.get("data")
+    if isinstance(data, dict) and isinstance(data.get("beam_label_rule"), int) and not isinstance(data["beam_label_rule"], bool):
+        data["beam_label_rule"] = str(data["beam_label_rule"])  # YAML reads 2018 as a number
     # Types follow DEFAULTS: an int default accepts ints, a float default accepts ints and floats.
     for section, keys in DEFAULTS.items():
         if section in OPEN_SECTIONS:

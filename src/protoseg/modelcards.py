@@ -102,7 +102,8 @@ def model_card(
             "grid": {"ticks_per_row": options.get("ticks_per_row", 6)},
             "features": list(options.get("features", [])),
             # the 2018 grid the hit classes are projected onto for pixel metrics and displays
-            "image": {"size": [320, 320], "pooling": "max", "label_scheme": data_info.get("label_scheme", "beam3")},
+            "image": {"size": [320, 320], "pooling": "max", "label_scheme": data_info.get("label_scheme", "beam3"),
+                      **({"beam_label_rule": data_info["beam_label_rule"]} if data_info.get("beam_label_rule", "all") != "all" else {})},
         }
         output = "logits [S, C], one row per site (protoseg.load_model); exported TorchScript gives softmax probabilities"
     else:

@@ -198,6 +198,14 @@ class HitSegmentationModule(SegmentationModule):
     The image losses and metrics serve unchanged: the S sites are presented as one image of S × 1 pixels.
     """
 
+    def __init__(self, config: dict[str, Any], class_names: list[str], data_info: dict[str, Any] | None = None) -> None:
+        super().__init__(config, class_names, data_info)
+        from protoseg.hits.data import IGNORE_LABEL
+        from protoseg.metrics import SegmentationMetrics
+
+        # sites the beam label rule drops (data.beam_label_rule 2018) count in neither loss nor metrics
+        self.val_metrics = SegmentationMetrics(self.num_classes, ignore_index=IGNORE_LABEL)
+
     def forward(self, coords: torch.Tensor, features: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return self.model(coords, features)
 
@@ -401,7 +409,8 @@ def _hit_data_info(path: Path, config: dict[str, Any]) -> tuple[list[str], dict[
     with open_events(path) as events:
         sim = events.config
     grid, features = _hit_options(config)
-    info = {"kind": "events", "file": str(path), "label_scheme": data_cfg["label_scheme"], "grid": grid.as_dict(),
+    info = {"kind": "events", "file": str(path), "label_scheme": data_cfg["label_scheme"], "beam_label_rule": data_cfg["beam_label_rule"],
+            "grid": grid.as_dict(),
             "features": list(features), "seed": (sim.get("run") or {}).get("seed") if isinstance(sim.get("run"), dict) else None}
     if data_cfg["validation_path"]:
         info["validation_file"] = str(data_cfg["validation_path"])
@@ -417,7 +426,7 @@ def _hit_datamodule(path: Path, config: dict[str, Any]):
     data_cfg = config["data"]
     return HitDataModule(path, validation_events=data_cfg["validation_events"], validation_path=data_cfg["validation_path"],
                          batch_size=data_cfg["batch_size"], num_workers=data_cfg["num_workers"], grid=grid, features=features,
-                         label_scheme=data_cfg["label_scheme"], seed=config["seed"])
+                         label_scheme=data_cfg["label_scheme"], seed=config["seed"], beam_label_rule=data_cfg["beam_label_rule"])
 
 
 def _median_weights(path: Path, num_classes: int, block: int = 64) -> list[float]:
@@ -444,6 +453,10 @@ def _check_resumable(checkpoint_path: Path, config: dict[str, Any], class_names:
         raise InputError(f"cannot resume: trained on classes {saved['class_names']}, the data has {class_names}; choose a new --out", checkpoint_path)
     if saved["config"]["model"] != config["model"]:
         raise InputError(f"cannot resume: trained with model {saved['config']['model']}, asked for {config['model']}; choose a new --out", checkpoint_path)
+    saved_rule = (saved["config"].get("data") or {}).get("beam_label_rule", "all")
+    if saved_rule != config["data"]["beam_label_rule"]:
+        raise InputError(f"cannot resume: trained with beam label rule {saved_rule}, asked for {config['data']['beam_label_rule']}; "
+                         "choose a new --out", checkpoint_path)
 
 
 def _initialise_from(module: SegmentationModule, source: str) -> bool:
@@ -568,6 +581,9 @@ def train(config: dict[str, Any], resume: bool = True) -> TrainResult:
     from protoseg.models import is_hit_model
 
     hit_model = is_hit_model(config["model"]["name"])
+    if not hit_model and data_cfg["beam_label_rule"] != "all":
+        raise InputError("data.beam_label_rule applies to hit-level networks trained on events files; an image file "
+                         "carries the rule it was made with (protoseg images --beam-label-rule)", data_path)
     class_names, data_info = _hit_data_info(data_path, config) if hit_model else _data_info(data_path)
     if config["loss"].get("weights") == "median" and hit_model:
         raise InputError("loss weights 'median' are the image classes' pixel weights; give a hit-level model its weights as a list")

@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {summary.root_output}: tree 'protoseg', one entry per input tree entry (a friend of that tree)")
     if summary.hit_metrics:
         m = summary.hit_metrics
-        print(f"hits: {m['n_hits']}, truth beam hits {m['beam_hits']}, tagged beam {m['tagged_beam_hits']}")
+        print(f"hits: {m['n_hits']} scored (beam label rule {m.get('beam_label_rule', 'all')}), truth beam hits {m['beam_hits']}, "
+              f"tagged beam {m['tagged_beam_hits']}")
         print(f"beam hits tagged beam (efficiency): {m['beam_efficiency']:.4f}   purity of the hits tagged beam: {m['beam_purity']:.4f}")
     if summary.displays:
         print(f"displays: {len(summary.displays)} PNGs in {args.displays}")

@@ -6,6 +6,11 @@ site belongs to. Validation holds out the last ``validation_events`` events of t
 reads a file of its own. Shuffling follows ``(seed, epoch)`` (``protoseg.data.EpochSeededSampler``),
 so a resumed run sees the same events in the same order as an uninterrupted one.
 
+With ``beam_label_rule`` ``2018`` the sites whose largest hit the 2018 rule drops (hits of the beam's
+hadronic descendants, of any particle that is not a generator primary: ``protoseg.images.labels``) keep
+their place in the input, so the network sees the whole event as it will on data, but carry the label
+``IGNORE_LABEL``: the loss and the validation metrics do not count them.
+
 Workers open the HDF5 file lazily, on their first read: no open handle is ever pickled.
 """
 from __future__ import annotations
@@ -22,18 +27,20 @@ from protoseg.data import EpochSeededSampler
 from protoseg.errors import InputError
 from protoseg.hits.sites import DEFAULT_FEATURES, HitGrid, event_sites
 from protoseg.images.grid import check_hit_values
-from protoseg.images.labels import LABEL_SCHEMES, hit_labels
+from protoseg.images.labels import BEAM_LABEL_RULES, LABEL_SCHEMES, apply_beam_label_rule, hit_labels
+from protoseg.losses import DEFAULT_IGNORE_INDEX
 
-__all__ = ["HitEventsDataset", "HitDataModule", "collate_sites", "HIT_COLUMNS"]
+__all__ = ["HitEventsDataset", "HitDataModule", "collate_sites", "HIT_COLUMNS", "IGNORE_LABEL"]
 
 HIT_COLUMNS = ("wire", "tick", "integral", "rms", "label", "pdg")
+IGNORE_LABEL = DEFAULT_IGNORE_INDEX  # a site the beam label rule drops: no loss, no metric
 
 
 class HitEventsDataset(Dataset):
     """Events ``indices`` of an events file as sites: ``(coords int64 [S, 2], features float32 [S, F], label int64 [S])``."""
 
     def __init__(self, path: str | Path, indices: np.ndarray, grid: HitGrid = HitGrid(),
-                 features: tuple[str, ...] = DEFAULT_FEATURES, label_scheme: str = "beam3") -> None:
+                 features: tuple[str, ...] = DEFAULT_FEATURES, label_scheme: str = "beam3", beam_label_rule: str = "all") -> None:
         self.path = Path(path)
         self.indices = np.asarray(indices, dtype=np.int64)
         self.grid = grid
@@ -41,6 +48,9 @@ class HitEventsDataset(Dataset):
         if label_scheme not in LABEL_SCHEMES:
             raise InputError(f"unknown label scheme '{label_scheme}' (choose from {', '.join(LABEL_SCHEMES)})")
         self.label_scheme = label_scheme
+        if beam_label_rule not in BEAM_LABEL_RULES:
+            raise InputError(f"unknown beam label rule '{beam_label_rule}' (choose from {', '.join(BEAM_LABEL_RULES)})")
+        self.beam_label_rule = beam_label_rule
         self._events = None
 
     def __len__(self) -> int:
@@ -67,12 +77,25 @@ class HitEventsDataset(Dataset):
         position = key[0] if isinstance(key, tuple) else key
         events = self._file()
         index = int(self.indices[position])
-        names = [n for n in HIT_COLUMNS if n in events.hit_columns]
-        hits = events.read_hit_columns(index, names)
+        if self.beam_label_rule == "all":
+            hits = events.read_hit_columns(index, [n for n in HIT_COLUMNS if n in events.hit_columns])
+            particles = None
+        else:
+            event = events.read(index)
+            hits, particles = event.hits, event.particles
         check_hit_values(hits, int(events.event_ids[index]), self.path)
         label = hit_labels(hits, self.label_scheme)
         if label is None:
             raise InputError("events file has no hit labels: training needs truth", self.path)
+        label = label.astype(np.int64)
+        if self.beam_label_rule != "all":
+            if particles is None or "track_id" not in hits:
+                raise InputError(f"beam label rule {self.beam_label_rule} needs the per-hit track_id and the particle table, "
+                                 "which this events file does not hold", self.path)
+            kept = apply_beam_label_rule({**hits, "hit_index": np.arange(len(label))}, particles, self.beam_label_rule)["hit_index"]
+            ruled = np.full(len(label), IGNORE_LABEL, np.int64)
+            ruled[kept] = label[kept]
+            label = ruled
         sites = event_sites(hits, self.grid, self.features, label, self.path)
         return (torch.from_numpy(sites.coords), torch.from_numpy(sites.features),
                 torch.from_numpy(sites.label.astype(np.int64)))
@@ -90,7 +113,8 @@ class HitDataModule(pl.LightningDataModule):
 
     def __init__(self, path: str | Path, validation_events: int = 100, validation_path: str | Path | None = None,
                  batch_size: int = 1, num_workers: int = 0, grid: HitGrid = HitGrid(),
-                 features: tuple[str, ...] = DEFAULT_FEATURES, label_scheme: str = "beam3", seed: int = 0) -> None:
+                 features: tuple[str, ...] = DEFAULT_FEATURES, label_scheme: str = "beam3", seed: int = 0,
+                 beam_label_rule: str = "all") -> None:
         super().__init__()
         from protoseg.events import open_events
 
@@ -100,6 +124,9 @@ class HitDataModule(pl.LightningDataModule):
             raise InputError(f"batch size must be >= 1, got {batch_size}")
         self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
         self.grid, self.features, self.label_scheme = grid, tuple(features), label_scheme
+        if beam_label_rule not in BEAM_LABEL_RULES:
+            raise InputError(f"unknown beam label rule '{beam_label_rule}' (choose from {', '.join(BEAM_LABEL_RULES)})")
+        self.beam_label_rule = beam_label_rule
         with open_events(self.path) as events:
             n_events, is_mc = len(events), events.is_mc
         if not is_mc:
@@ -124,7 +151,7 @@ class HitDataModule(pl.LightningDataModule):
         if split not in self._datasets:
             path = self.validation_path if split == "validation" and self.validation_path else self.path
             indices = self.train_indices if split == "train" else self.val_indices
-            self._datasets[split] = HitEventsDataset(path, indices, self.grid, self.features, self.label_scheme)
+            self._datasets[split] = HitEventsDataset(path, indices, self.grid, self.features, self.label_scheme, self.beam_label_rule)
         return self._datasets[split]
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

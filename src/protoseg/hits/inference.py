@@ -50,6 +50,8 @@ class HitPredictor:
         self.grid = HitGrid(int(card["input"]["grid"]["ticks_per_row"]))
         self.features = tuple(card["input"]["features"])
         self.label_scheme = (card["input"].get("image") or {}).get("label_scheme", "beam3")
+        # the beam label rule of the truth it was trained on (data.beam_label_rule): predict scores it under that rule
+        self.beam_label_rule = (card["input"].get("image") or {}).get("beam_label_rule", "all")
 
     @torch.inference_mode()
     def hit_probabilities(self, hits: dict[str, np.ndarray], where: str | Path | None = None) -> np.ndarray:
@@ -149,8 +151,9 @@ def predict_events_file(model: torch.nn.Module, input_path: str | Path, output_p
 
     The file holds what the image networks' predictions files hold (``/pred``, ``/prob``, ``/adc``,
     ``/label`` on the 320×320 grid, ``/hits/pred`` and ``/hits/offsets``) and the hits' own probabilities
-    ``/hits/prob`` float16 [n_hits, C]. With truth, the hit-level efficiency and purity of beam (rule
-    ``all``) and not-beam are computed and stored in the attributes.
+    ``/hits/prob`` float16 [n_hits, C]. With truth, the hit-level efficiency and purity of beam and
+    not-beam are computed and stored in the attributes, under the beam label rule the model was trained
+    with (``all``, or ``2018``: the hits that rule drops are not scored).
     """
     import contextlib
 
@@ -233,7 +236,11 @@ def predict_events_file(model: torch.nn.Module, input_path: str | Path, output_p
                 friend.append(event.event_id, event.source_entry, event.source_hits, hits["source_index"], klass,
                               prob16.T.astype(np.float32))
             if has_truth and "label" in hits:
-                confusion += hit_confusion(hit_labels(hits, predictor.label_scheme), klass, len(names))
+                if predictor.beam_label_rule == "all":
+                    truth = hit_labels(hits, predictor.label_scheme)
+                else:
+                    truth = truth_under_rule(hits, event.particles, predictor.beam_label_rule, predictor.label_scheme)
+                confusion += hit_confusion(truth, klass, len(names))
             if display_dir is not None and len(displays) < max_displays:
                 from protoseg.display import plot_event
 
@@ -245,7 +252,7 @@ def predict_events_file(model: torch.nn.Module, input_path: str | Path, output_p
         hit_metrics: dict[str, Any] = {}
         if has_truth and confusion.sum() > 0:
             scores = class_scores(confusion, names)
-            hit_metrics = {"n_hits": int(confusion.sum())}
+            hit_metrics = {"n_hits": int(confusion.sum()), "beam_label_rule": predictor.beam_label_rule}
             for name in ("beam", "not-beam"):
                 if name in names:
                     k = names.index(name)

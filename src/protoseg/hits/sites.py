@@ -72,7 +72,8 @@ class EventSites:
     """One event on the site grid.
 
     ``coords`` int64 [S, 2] (row, wire), sorted by row then wire; ``features`` float32 [S, F];
-    ``label`` uint8 [S] (the largest hit's class) or None without truth; ``site_of_hit`` int64 [n_hits],
+    ``label`` [S] (the largest hit's class, in the dtype of the hit labels given: uint8 classes, or int64
+    where some hits carry an ignore label) or None without truth; ``site_of_hit`` int64 [n_hits],
     the site of each hit of the event, in the event's hit order.
     """
 
@@ -91,7 +92,8 @@ def event_sites(hits: dict[str, np.ndarray], grid: HitGrid = HitGrid(), features
     """The sites of one event's hits (validated hits: wire < 1440, 0 <= tick < 6000, finite integrals).
 
     ``hit_label``: the class of each hit (e.g. ``protoseg.images.labels.hit_labels``); the site takes its
-    largest hit's. Vectorised: one sort of the hits, no loop over hits or sites.
+    largest hit's (in the labels' own dtype, so a negative ignore label survives). Vectorised: one sort
+    of the hits, no loop over hits or sites.
     """
     wire = np.asarray(hits["wire"]).astype(np.int64)
     tick = np.asarray(hits["tick"], dtype=np.float64)
@@ -129,5 +131,6 @@ def event_sites(hits: dict[str, np.ndarray], grid: HitGrid = HitGrid(), features
     feature_array = np.stack(columns, axis=1).astype(np.float32) if columns else np.zeros((n_sites, 0), np.float32)
     label = None
     if hit_label is not None:
-        label = np.asarray(hit_label, dtype=np.uint8)[lead]
+        hit_label = np.asarray(hit_label)
+        label = (hit_label if hit_label.dtype.kind in "iu" else hit_label.astype(np.uint8))[lead]
     return EventSites(coords, feature_array, label, site_of_hit)
