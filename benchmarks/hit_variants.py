@@ -4,7 +4,8 @@ For every model (a run folder, weights file or shipped name):
 
 1. its hit probabilities on the *decision* events pick its working point: the threshold of the grid
    where hit-level beam efficiency and purity meet (smallest |efficiency − purity|, as the shipped
-   cards' working points were chosen; ``benchmarks/working_point.py``);
+   cards' working points were chosen; ``benchmarks/working_point.py``), under the beam label rule the
+   model was trained for;
 2. ``protoseg evaluate``'s scores at that working point on each *reporting* seed's events: beam and
    not-beam hit efficiency / purity, beam-hit IoU (rule ``all``), rule 2018's beam efficiency / purity,
    and the beam IoU / mIoU of the same predictions on the 2018 320×320 grid;
@@ -74,6 +75,7 @@ def compare(models: list[tuple[str, str]], decision: Path, seeds: list[tuple[str
         card = model.card
         entry = {
             "model": str(source), "model_version": card.get("model_version"),
+            "beam_label_rule": (card["input"].get("image") or {}).get("beam_label_rule", "all"),
             "architecture": card["architecture"], "parameters": int(sum(p.numel() for p in model.parameters())),
             "trained_on": card.get("trained_on"), "initialised_from": (card.get("training_data") or {}).get("initialised_from"),
             "beam_threshold": chosen["beam_threshold"],

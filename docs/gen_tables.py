@@ -540,25 +540,30 @@ def hits_stage3() -> list[str]:
 
 
 
-def hit_variants(path: str) -> Callable[[], list[str]]:
-    """A ``benchmarks/hit_variants.py`` comparison: each network at its own working point, on every reporting seed."""
+def hit_variants(path: str, rule: str = "all") -> Callable[[], list[str]]:
+    """A ``benchmarks/hit_variants.py`` comparison: each network at its own working point, on every reporting seed,
+    beam hits scored under ``rule`` (``all`` or ``2018``)."""
     def build() -> list[str]:
         d = load(path)
         seeds = list(d["seeds"])
+        key = "" if rule == "all" else "rule2018_"
         rows = []
         for label, m in d["models"].items():
             t = m.get("trained_on") or {}
             cells = [label, f"{m['parameters'] / 1e6:.2f} M",
                      f"{n(t['cpu_time_s'], 0)} CPU-s, {t['steps']:,} steps" if t else "—",
-                     f"{m['beam_threshold']:.2f} ({pair(m['decision']['beam_efficiency'], m['decision']['beam_purity'])})"]
+                     f"{m['beam_threshold']:.2f} ({pair(m['decision']['beam_efficiency'], m['decision']['beam_purity'])}, "
+                     f"rule {m.get('beam_label_rule', 'all')})"]
             for seed in seeds:
                 r = m["seeds"][seed]
-                cells.append(f"{pair(r['beam_efficiency'], r['beam_purity'])}; IoU {f(r['beam_iou'])}")
+                e, p = r[f"{key}beam_efficiency"], r[f"{key}beam_purity"]
+                cells.append(f"{pair(e, p)}; IoU {f(1.0 / (1.0 / e + 1.0 / p - 1.0))}")
             rows.append(cells)
+        events = next(iter(d["models"].values()))["seeds"][seeds[0]]["events"]
         return table(["network", "parameters", "last training stage", f"working point ({Path(d['decision_events']).name}: efficiency / purity)",
                       *[f"seed {s}: beam hits" for s in seeds]], rows) + [
-            "", f"Beam hits, rule `all`, every hit of each seed's {next(iter(d['models'].values()))['seeds'][seeds[0]]['events']} events "
-                "(efficiency / purity and their IoU); each network at the threshold where its efficiency and purity meet on the decision events."]
+            "", f"Beam hits under rule `{rule}`, every hit of each seed's {events} events (efficiency / purity and their IoU); "
+                "each network at the threshold where its efficiency and purity meet on the decision events, under the rule it was trained for."]
     return build
 
 # name -> (results files it reads, builder)
