@@ -562,7 +562,8 @@ def hit_variants(path: str, rule: str = "all") -> Callable[[], list[str]]:
         events = next(iter(d["models"].values()))["seeds"][seeds[0]]["events"]
         return table(["network", "parameters", "last training stage", f"working point ({Path(d['decision_events']).name}: efficiency / purity)",
                       *[f"seed {s}: beam hits" for s in seeds]], rows) + [
-            "", f"Beam hits under rule `{rule}`, every hit of each seed's {events} events (efficiency / purity and their IoU); "
+            "", f"Beam hits under rule `{rule}`, every hit {'' if rule == 'all' else 'the rule scores '}of each seed's {events} events "
+                "(efficiency / purity and their IoU); "
                 "each network at the threshold where its efficiency and purity meet on the decision events, under the rule it was trained for."]
     return build
 
@@ -599,6 +600,8 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[[], list[str]]]] = {
     "hits-inference": (("benchmarks/results/hits_inference.json",), hits_inference),
     "time-to-quality": (("benchmarks/results/time_to_quality.json",), time_to_quality),
     "hits-stage3": (("benchmarks/results/hits_stage3.json",), hits_stage3),
+    "hits-8level-stage1": (("benchmarks/results/hits_8level_stage1.json",), hit_variants("benchmarks/results/hits_8level_stage1.json")),
+    "hits-2018": (("benchmarks/results/hits_2018.json",), hit_variants("benchmarks/results/hits_2018.json", rule="2018")),
 }
 
 

@@ -2,7 +2,8 @@
 
 ``load_model(MODEL)`` accepts a run folder, a Lightning checkpoint, a ``.safetensors`` weights file,
 or the name of a model shipped in ``protoseg/pretrained``: ``"default"`` (the hit-level network since model
-2.0.0), ``"default-no-rms"`` (the same network without the hit width, for hit dumps that record none), or
+2.0.0), ``"default-no-rms"`` (the same network without the hit width, for hit dumps that record none),
+``"default-2018"`` (the same network taught the 2018 labelling: the beam particle, not its hadronic chain), or
 the image networks ``"tiramisu-gpu"``, ``"default-cpu"``, ``"study2018"`` and ``"species"``. It
 never executes code from a file: weights are safetensors, checkpoints are read with
 ``torch.load(weights_only=True)`` (whose unpickler refuses every global outside PyTorch's allow-list), and
