@@ -57,6 +57,9 @@ def test_demo_with_a_hit_level_default(tmp_path, monkeypatch, capsys):
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
     assert metrics["n_events"] == 2 and metrics["pixels"]["n_images"] == 2 and metrics["model"] == "default"
     assert "hits, beam label rule all" in printed and f"mIoU {metrics['pixels']['miou']:.4f}" in printed
+    beam = metrics["classes"].index("beam")
+    assert (f"hits (beam label rule all): beam hits tagged beam {metrics['hits']['all']['efficiency'][beam]:.3f}, "
+            f"purity of hits tagged beam {metrics['hits']['all']['purity'][beam]:.3f}") in printed
     with h5py.File(out / "predictions.h5") as handle:
         n_hits = handle["hits/offsets"][-1]
         assert handle["hits/pred"].shape == (n_hits,) and handle["hits/prob"].shape == (n_hits, 3) and n_hits > 1000

@@ -103,7 +103,8 @@ def _report(step: str, outputs: list, heading: str, table: str, summary) -> None
     print(table)
     if summary.hit_metrics:
         m = summary.hit_metrics
-        print(f"hits: beam hits tagged beam {m['beam_efficiency']:.3f}, purity of hits tagged beam {m['beam_purity']:.3f}")
+        print(f"hits (beam label rule {m.get('beam_label_rule', 'all')}): beam hits tagged beam {m['beam_efficiency']:.3f}, "
+              f"purity of hits tagged beam {m['beam_purity']:.3f}")
 
 
 def _hit_demo(args: argparse.Namespace, model, out) -> int:
