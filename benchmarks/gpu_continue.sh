@@ -24,14 +24,7 @@ ACCELERATOR=${ACCELERATOR:-gpu}
 PRECISION=${PRECISION:-bf16-mixed}
 LIMIT=${LIMIT:-1.0}
 EXTRA=${EXTRA:-}                    # more `--set key=value` for both runs (the smoke test: a smaller batch)
-mkdir -p "$OUT" "$WORK"
-export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-start=$(date +%s)
-stamp() { echo "[$(( $(date +%s) - start )) s] $*"; }
-
-stamp "machine"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
-python3 -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__, 'cuda', torch.cuda.is_available())"
+source "$(dirname "$0")/gpu_common.sh"
 
 stamp "unpack"
 python3 benchmarks/device_images.py unpack .device/next "$WORK/next.h5" || exit 2

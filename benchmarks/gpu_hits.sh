@@ -30,14 +30,7 @@ BATCH=${BATCH:-4}
 VALIDATION=${VALIDATION:-100}
 ACCELERATOR=${ACCELERATOR:-gpu}
 DEVICE=$([ "$ACCELERATOR" = gpu ] && echo cuda || echo cpu)
-mkdir -p "$OUT" "$WORK"
-export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-start=$(date +%s)
-stamp() { echo "[$(( $(date +%s) - start )) s] $*"; }
-
-stamp "machine"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
-python3 -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__, 'cuda', torch.cuda.is_available())"
+source "$(dirname "$0")/gpu_common.sh"
 nproc
 
 stamp "simulate $EVENTS events, seed $SEED, $WORKERS workers"
