@@ -103,7 +103,7 @@ def test_sparse_convolutions_equal_dense_convolutions():
     x = torch.randn(len(coords), cin)
     dense = torch.zeros(1, cin, height, width)
     dense[0, :, rows, cols] = x.T
-    neighbours, children, slots = build_rulebooks(coords, 2)
+    neighbours, children, slots, _ = build_rulebooks(coords, 2)
 
     conv = SubmanifoldConv(cin, cout)
     reference = F.conv2d(dense, conv.weight.view(3, 3, cin, cout).permute(3, 2, 0, 1), padding=1)[0][:, rows, cols].T
@@ -127,7 +127,7 @@ def test_gather_backward_equals_autograd(layer):
     # The hand-written backward passes (gathers) against autograd through the plain forward (scatter-adds).
     torch.manual_seed(5)
     coords = _random_sites(18, 22, 0.35, seed=6)
-    neighbours, children, slots = build_rulebooks(coords, 2)
+    neighbours, children, slots, _ = build_rulebooks(coords, 2)
     n_coarse = children[0].shape[0]
     conv, x, plain = {
         "subm": (SubmanifoldConv(3, 4), torch.randn(len(coords), 3), lambda m, x: __import__("protoseg.models.sparse_unet", fromlist=["_gather"])._gather(x, neighbours[0]) @ m.weight),

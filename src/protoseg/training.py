@@ -487,11 +487,31 @@ def _initialise_from(module: SegmentationModule, source: str) -> bool:
         plain.pop("in_channels", None)
         return plain
 
+    def without_attention(architecture: dict[str, Any]) -> dict[str, Any]:
+        plain = network(architecture)
+        plain.get("options", {}).pop("attention_blocks", None)
+        plain.get("options", {}).pop("attention_heads", None)
+        return plain
+
     trained = load_model(source)
     card = getattr(trained, "card", {})
     mine = network(architecture_of(module.config, module.num_classes, module.model))
     state = trained.state_dict()
     theirs_arch = network(card.get("architecture", {}))
+    # A hit-level network without attention blocks into the same one with them: the blocks start as the
+    # identity (protoseg.models.sparse_unet.GlobalAttention), so the new network starts as the trained one.
+    adds_attention = (not theirs_arch.get("options", {}).get("attention_blocks") and mine.get("options", {}).get("attention_blocks")
+                      and without_attention(theirs_arch) == without_attention(mine))
+    if adds_attention:
+        if list(card.get("classes", [])) != module.class_names:
+            raise InputError(f"init_from: it predicts {card.get('classes')}, the data has {module.class_names}: attention blocks "
+                             "are added to a network of the same classes only", source)
+        missing, unexpected = module.model.load_state_dict(state, strict=False)
+        if unexpected or any(not name.startswith("attention.") for name in missing):
+            raise InputError(f"init_from: its weights do not fit the configured network ({(unexpected or missing)[0]})", source)
+        print(f"init_from {source}: the same network without attention blocks; its weights copied, "
+              f"{mine['options']['attention_blocks']} attention blocks added as the identity", flush=True)
+        return True
     if theirs_arch != mine:
         old_features = list(theirs_arch.get("options", {}).get("features") or [])
         new_features = list(mine.get("options", {}).get("features") or [])

@@ -56,7 +56,7 @@ _REGISTRY: dict[str, ModelSpec] = {
                   defaults={**_TIRAMISU_DEFAULTS, "growth_rate": 16}, required=("down_blocks", "bottleneck_layers")),
         ModelSpec("sparse_unet", "submanifold sparse U-Net over the hits at full resolution (protoseg.models.sparse_unet)",
                   defaults={"channels": (16, 32, 48, 64, 80, 96, 112), "reps": 2, "features": list(_SITE_FEATURES),
-                            "ticks_per_row": 6},
+                            "ticks_per_row": 6, "attention_blocks": 0, "attention_heads": 4},
                   kind="hits"),
     ]
 }
@@ -91,14 +91,21 @@ def _build_sparse(spec: ModelSpec, in_channels: int, num_classes: int, memory_ef
     from protoseg.models.sparse_unet import SparseUNet
 
     features = check_features(resolved["features"])
-    HitGrid(int(resolved["ticks_per_row"]))  # refuses an impossible grid
     if in_channels not in (1, len(features)):
         raise InputError(f"model {spec.name!r} reads {len(features)} site features ({', '.join(features)}); in_channels={in_channels} does not match")
     channels = tuple(int(c) for c in resolved["channels"])
-    model = SparseUNet(len(features), num_classes, channels, int(resolved["reps"]), memory_efficient=memory_efficient)
+    attention_blocks, attention_heads = int(resolved["attention_blocks"]), int(resolved["attention_heads"])
+    if attention_blocks < 0 or attention_heads < 1 or channels[-1] % attention_heads:
+        raise InputError(f"model {spec.name!r}: attention_blocks must be >= 0 and attention_heads divide the coarsest "
+                         f"level's {channels[-1]} maps; got {attention_blocks} and {attention_heads}")
+    grid = HitGrid(int(resolved["ticks_per_row"]))  # refuses an impossible grid
+    model = SparseUNet(len(features), num_classes, channels, int(resolved["reps"]), memory_efficient=memory_efficient,
+                       attention_blocks=attention_blocks, attention_heads=attention_heads, grid_rows=grid.n_rows, grid_wires=grid.n_wires)
     model.config = {"name": spec.name, "in_channels": len(features), "num_classes": int(num_classes),
                     "memory_efficient": bool(memory_efficient), "channels": list(channels), "reps": int(resolved["reps"]),
                     "features": list(features), "ticks_per_row": int(resolved["ticks_per_row"])}
+    if attention_blocks:  # absent when 0: the cards of networks without attention stay as they were
+        model.config.update(attention_blocks=attention_blocks, attention_heads=attention_heads)
     return model
 
 

@@ -12,6 +12,12 @@ pixels, and never grows the active set. Here it is written with gathers and matr
   input is the [4·C] gather of those children (absent ones read zero).
 * ``UpConv``: the transpose, back onto exactly the fine sites of the level above.
 
+Optionally (``attention_blocks``), :class:`GlobalAttention` blocks at the coarsest level let every coarse
+site of an event attend to every other (~260 sites of ~30 cm × 30 cm per event), so that a hit's class
+can depend on the whole event (where the beam interaction is, where its far hadronic descendants went)
+and not only on the convolutions' receptive field. They start as the identity, so that a trained network
+can take them on and be fine-tuned.
+
 Everything, rulebooks included, is tensor operations in ``forward``, so the same module runs on CPU
 and GPU, trains with autograd, and exports to TorchScript for LArSoft (``protoseg export``).
 spconv 2.3's CPU submanifold convolution, the alternative the issue measured, was compared at equal
@@ -27,7 +33,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["SparseUNet", "SubmanifoldConv", "DownConv", "UpConv", "build_rulebooks"]
+__all__ = ["SparseUNet", "SubmanifoldConv", "DownConv", "UpConv", "GlobalAttention", "build_rulebooks"]
 
 
 def _neighbour_table(coords: torch.Tensor, n_batch: int, height: int, width: int) -> torch.Tensor:
@@ -58,9 +64,10 @@ def _coarsen(coords: torch.Tensor, n_batch: int, height: int, width: int) -> Tup
     return coarse, parent, place
 
 
-def build_rulebooks(coords: torch.Tensor, levels: int) -> Tuple[List[torch.Tensor], List[torch.Tensor], List[torch.Tensor]]:
+def build_rulebooks(coords: torch.Tensor, levels: int) -> Tuple[List[torch.Tensor], List[torch.Tensor], List[torch.Tensor], torch.Tensor]:
     """Per level: the 3×3 neighbour table; per level change: the child table [S', 4] and each fine site's
-    slot ``parent·4 + place`` in it. Coordinates are (batch, row, wire), non-negative."""
+    slot ``parent·4 + place`` in it; and the coordinates of the coarsest level's sites. Coordinates are
+    (batch, row, wire), non-negative."""
     n_batch = int(coords[:, 0].max()) + 1 if coords.shape[0] > 0 else 1
     height = int(coords[:, 1].max()) + 1 if coords.shape[0] > 0 else 1
     width = int(coords[:, 2].max()) + 1 if coords.shape[0] > 0 else 1
@@ -80,7 +87,7 @@ def build_rulebooks(coords: torch.Tensor, levels: int) -> Tuple[List[torch.Tenso
         coords = coarse
         height = (height + 1) // 2
         width = (width + 1) // 2
-    return neighbours, children, slots
+    return neighbours, children, slots, coords
 
 
 def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -242,6 +249,51 @@ class _Resample(nn.Module):
         return torch.relu(self.norm(self.conv(x, children, slots)))
 
 
+class GlobalAttention(nn.Module):
+    """A pre-norm transformer block over the sites of one level: each site attends to every site of its
+    own event (a batch's events never see each other), then a 2× feed-forward layer; both residual.
+
+    Where a site is enters through Fourier features of its (row, wire) on the full grid (``grid_rows`` ×
+    ``grid_wires`` fine cells; ``stride`` fine cells per site of this level). The two output layers start at
+    zero: a new block is the identity, so it can be added to a trained network and fine-tuned.
+    """
+
+    def __init__(self, channels: int, heads: int, stride: int, grid_rows: int, grid_wires: int, frequencies: int = 6) -> None:
+        super().__init__()
+        if heads < 1 or channels % heads != 0:
+            raise ValueError(f"attention heads ({heads}) must divide the coarsest level's maps ({channels})")
+        self.heads = int(heads)
+        self.stride = int(stride)
+        self.grid_rows = int(grid_rows)
+        self.grid_wires = int(grid_wires)
+        # 1, 2, 4, ... periods over the grid: the finest resolves a 64th of it, about one coarse site
+        self.register_buffer("angular_frequencies", torch.pi * 2.0 ** torch.arange(frequencies, dtype=torch.float32), persistent=False)
+        self.norm_attention = nn.LayerNorm(channels)
+        self.position = nn.Linear(4 * frequencies, channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.out = nn.Linear(channels, channels)
+        self.norm_feedforward = nn.LayerNorm(channels)
+        self.expand = nn.Linear(channels, 2 * channels)
+        self.contract = nn.Linear(2 * channels, channels)
+        for layer in (self.out, self.contract):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+        n_sites, channels = x.shape
+        # centre of each site on the full grid, in [0, 1]
+        row = (coords[:, 1].to(torch.float32) + 0.5) * self.stride / self.grid_rows
+        wire = (coords[:, 2].to(torch.float32) + 0.5) * self.stride / self.grid_wires
+        angles = torch.stack([row, wire], dim=1)[:, :, None] * self.angular_frequencies
+        encoding = torch.cat([torch.sin(angles), torch.cos(angles)], dim=2).reshape(n_sites, -1)
+        h = self.norm_attention(x) + self.position(encoding)
+        q, k, v = self.qkv(h).view(n_sites, 3, self.heads, channels // self.heads).permute(1, 2, 0, 3).unbind(0)
+        same_event = coords[:, 0][:, None] == coords[:, 0][None, :]
+        attended = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=same_event)
+        x = x + self.out(attended.transpose(0, 1).reshape(n_sites, channels))
+        return x + self.contract(torch.relu(self.expand(self.norm_feedforward(x))))
+
+
 class SparseUNet(nn.Module):
     """Submanifold sparse U-Net: ``len(channels)`` levels, each halving the grid, with skip connections.
 
@@ -251,10 +303,13 @@ class SparseUNet(nn.Module):
         reps: convolutions per block (one block per level on the way down, one on the way up).
         memory_efficient: in training, recompute each block's convolutions in backward instead of storing
             their gathered inputs (torch.utils.checkpoint): less memory for events with many hits, same gradients.
+        attention_blocks: :class:`GlobalAttention` blocks after the coarsest level's convolutions (0: none),
+            with ``attention_heads`` heads; ``grid_rows`` × ``grid_wires`` is the full grid (for their positions).
     """
 
     def __init__(self, in_features: int, num_classes: int, channels: Tuple[int, ...] = (16, 32, 48, 64, 80, 96, 112),
-                 reps: int = 2, memory_efficient: bool = False) -> None:
+                 reps: int = 2, memory_efficient: bool = False, attention_blocks: int = 0, attention_heads: int = 4,
+                 grid_rows: int = 1000, grid_wires: int = 1440) -> None:
         super().__init__()
         self.memory_efficient = bool(memory_efficient)
         if len(channels) < 1 or any(c < 1 for c in channels) or reps < 1 or in_features < 1 or num_classes < 1:
@@ -267,14 +322,21 @@ class SparseUNet(nn.Module):
         self.ups = nn.ModuleList([_Resample(UpConv(channels[i + 1], channels[i]), channels[i]) for i in range(self.levels - 1)])
         self.decoders = nn.ModuleList([_ConvBlock(2 * channels[i], channels[i], reps, memory_efficient) for i in range(self.levels - 1)])
         self.classifier = nn.Linear(channels[0], num_classes)
+        if attention_blocks < 0:
+            raise ValueError(f"attention_blocks must be >= 0; got {attention_blocks}")
+        self.attention = nn.ModuleList([GlobalAttention(channels[-1], attention_heads, 2 ** (self.levels - 1), grid_rows, grid_wires)
+                                        for _ in range(attention_blocks)])
 
     def forward(self, coords: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        neighbours, children, slots = build_rulebooks(coords, self.levels)
+        neighbours, children, slots, coarsest = build_rulebooks(coords, self.levels)
         x = torch.relu(self.stem_norm(self.stem(features)))
         skips: List[torch.Tensor] = []
         for level, encoder in enumerate(self.encoders):
             x = encoder(x, neighbours[level])
-            if level < self.levels - 1:
+            if level == self.levels - 1:
+                for block in self.attention:
+                    x = block(x, coarsest)
+            else:
                 skips.append(x)
                 for i, down in enumerate(self.downs):  # TorchScript indexes a ModuleList only in a loop
                     if i == level:

@@ -1,0 +1,131 @@
+"""Global attention blocks at the sparse U-Net's coarsest level: their formula, that they start as the
+identity, that a batch's events never see each other, the TorchScript export, and init_from a network
+without them."""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import pytest
+import torch
+
+from protoseg.config import apply_overrides, load_config
+from protoseg.errors import InputError
+from protoseg.export import export_model, sample_hits
+from protoseg.hits.export import HitsToProbabilities
+from protoseg.inference import load_model
+from protoseg.models import build_model
+from protoseg.models.sparse_unet import GlobalAttention, SparseUNet
+
+from test_hits import _random_sites, tiny_hit_weights
+
+ATTENTION = {"attention_blocks": 2, "attention_heads": 2}
+
+
+def _perturbed(block: torch.nn.Module, seed: int) -> None:
+    """Give zero-initialised layers weights, so that a block does something."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in block.parameters():
+            parameter.add_(0.3 * torch.randn(parameter.shape, generator=generator))
+
+
+def test_attention_block_equals_its_formula_per_event():
+    torch.manual_seed(0)
+    block = GlobalAttention(channels=4, heads=2, stride=8, grid_rows=40, grid_wires=48, frequencies=3).eval()
+    _perturbed(block, 1)
+    coords = torch.tensor([[0, 1, 2], [0, 3, 5], [0, 4, 0], [1, 2, 2], [1, 0, 5]])
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        out = block(x, coords)
+        # by hand: positions (centre of each site of 8 fine cells, over the 40 x 48 grid), Fourier features
+        # with periods 1, 1/2, 1/4 of the grid, one softmax per head over the sites of the same event only
+        row = (coords[:, 1].double() + 0.5) * 8 / 40
+        wire = (coords[:, 2].double() + 0.5) * 8 / 48
+        omega = torch.tensor([math.pi, 2 * math.pi, 4 * math.pi], dtype=torch.float64)
+        angles = torch.stack([row, wire], 1)[:, :, None] * omega
+        encoding = torch.cat([angles.sin(), angles.cos()], 2).reshape(5, 12)
+        d = {name: p.double() for name, p in block.state_dict().items()}
+        xd = x.double()
+        h = torch.nn.functional.layer_norm(xd, (4,), d["norm_attention.weight"], d["norm_attention.bias"]) + encoding @ d["position.weight"].t() + d["position.bias"]
+        qkv = h @ d["qkv.weight"].t() + d["qkv.bias"]
+        q, k, v = qkv[:, :4], qkv[:, 4:8], qkv[:, 8:]
+        attended = torch.zeros(5, 4, dtype=torch.float64)
+        for event in (0, 1):
+            rows = (coords[:, 0] == event).nonzero().flatten()
+            for head in (0, 1):
+                cols = slice(2 * head, 2 * head + 2)
+                scores = q[rows, cols] @ k[rows, cols].t() / math.sqrt(2)
+                attended[rows, cols] = torch.softmax(scores, 1) @ v[rows, cols]
+        y = xd + attended @ d["out.weight"].t() + d["out.bias"]
+        hidden = torch.relu(torch.nn.functional.layer_norm(y, (4,), d["norm_feedforward.weight"], d["norm_feedforward.bias"]) @ d["expand.weight"].t() + d["expand.bias"])
+        expected = y + hidden @ d["contract.weight"].t() + d["contract.bias"]
+    assert torch.allclose(out.double(), expected, atol=1e-5)
+
+
+def test_new_attention_blocks_are_the_identity_and_events_do_not_interact():
+    torch.manual_seed(0)
+    plain = SparseUNet(5, 3, channels=(4, 8, 8), reps=1).eval()
+    with_attention = SparseUNet(5, 3, channels=(4, 8, 8), reps=1, attention_blocks=2, attention_heads=2, grid_rows=40, grid_wires=40).eval()
+    missing, unexpected = with_attention.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(name.startswith("attention.") for name in missing)
+    a, b = _random_sites(20, 30, 0.2, seed=2), _random_sites(25, 21, 0.2, seed=3)
+    fa, fb = torch.randn(len(a), 5), torch.randn(len(b), 5)
+    with torch.no_grad():
+        assert torch.equal(with_attention(a, fa), plain(a, fa))
+        _perturbed(with_attention.attention, 4)
+        alone_a, alone_b = with_attention(a, fa), with_attention(b, fb)
+        assert (alone_a - plain(a, fa)).abs().max() > 1e-3  # the blocks now act
+        together = with_attention(torch.cat([a, b + torch.tensor([1, 0, 0])]), torch.cat([fa, fb]))
+    assert torch.allclose(together[: len(a)], alone_a, atol=1e-5) and torch.allclose(together[len(a):], alone_b, atol=1e-5)
+
+
+def test_registry_card_and_refusals_with_attention():
+    model = build_model("sparse_unet", num_classes=3, channels=[4, 8], reps=1, **ATTENTION)
+    assert model.config["attention_blocks"] == 2 and model.config["attention_heads"] == 2 and len(model.attention) == 2
+    rebuilt = build_model(**{**model.config, "name": "sparse_unet"})
+    assert rebuilt.state_dict().keys() == model.state_dict().keys()
+    # without attention the card says nothing of it: the cards of the shipped networks stay valid
+    assert "attention_blocks" not in build_model("sparse_unet", channels=[4, 8], reps=1).config
+    with pytest.raises(InputError, match="attention_heads"):
+        build_model("sparse_unet", channels=[4, 8], reps=1, attention_blocks=1, attention_heads=3)
+
+
+def test_init_from_a_network_without_attention_starts_where_it_was(tmp_path):
+    from protoseg.training import HitSegmentationModule, _initialise_from
+
+    source = tiny_hit_weights(tmp_path / "plain")
+    trained = load_model(source).eval()
+    config = apply_overrides(load_config(), ["model.name=sparse_unet", "model.channels=[4, 8]", "model.reps=1",
+                                             "model.attention_blocks=1", "model.attention_heads=2", f"init_from={source}"])
+    module = HitSegmentationModule(config, ["background", "beam", "not-beam"])
+    assert _initialise_from(module, str(source)) is True
+    coords, features = _random_sites(30, 30, 0.2, seed=5), None
+    features = torch.randn(len(coords), 5)
+    module.model.eval()
+    with torch.no_grad():
+        assert torch.equal(module.model(coords, features), trained(coords, features))
+    # other classes cannot be taken on together with new blocks
+    with pytest.raises(InputError, match="init_from"):
+        _initialise_from(HitSegmentationModule(config, ["background", "beam"]), str(source))
+
+
+def test_export_with_attention_equals_python(tmp_path):
+    from protoseg.modelcards import model_card, write_weights
+
+    torch.manual_seed(0)
+    network = build_model("sparse_unet", num_classes=3, channels=[4, 8], reps=1, **ATTENTION)
+    _perturbed(network.attention, 6)
+    config = apply_overrides(load_config(), ["model.name=sparse_unet", *[f"model.{k}={json.dumps(v)}" for k, v in {"channels": [4, 8], "reps": 1, **ATTENTION}.items()]])
+    card = model_card(config, ["background", "beam", "not-beam"], {"kind": "events", "label_scheme": "beam3"}, model=network)
+    path, _ = write_weights(network, card, tmp_path / "model.safetensors")
+    model = load_model(path)
+    assert model.card["architecture"]["options"]["attention_blocks"] == 2
+    result = export_model(model, "torchscript", tmp_path / "hits.pt")
+    assert max(result.max_abs_diff.values()) <= 1e-5
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = torch.jit.load(str(tmp_path / "hits.pt"))
+    x = sample_hits(400, seed=3)
+    assert torch.allclose(loaded(x), HitsToProbabilities(model, 6, list(model.card["input"]["features"]))(x), atol=1e-5)
