@@ -11,8 +11,10 @@ hits by where they come from:
 
 each further split by the species of the particle that made the hit, and the descendants by the hit's
 distance, in the image plane (Δwire × wire pitch, Δtick × drift velocity × tick), from the nearest hit of the primary.
-Not-beam and noise hits tagged beam are split by their distance from the nearest beam hit. Events whose
-primary left no hit are skipped (counted). ::
+Not-beam and noise hits tagged beam are split by their distance from the nearest beam hit. Beam and
+not-beam hits are also split by the size of the particle that made them (its hits in the event): blips of
+one or two hits (Compton electrons, delta rays) against tracks and showers. Events whose primary left no
+hit are skipped (counted). ::
 
     protoseg predict default events.h5 -o pred.h5
     python benchmarks/beam_hit_origins.py events.h5 pred.h5 --results benchmarks/results/beam_hit_origins-default.json
@@ -34,6 +36,7 @@ from protoseg.images import credited_particle_rows, particle_rows
 
 BEAM, NOT_BEAM, NOISE = 1, 2, 0
 DISTANCE_EDGES_CM = (0.0, 2.0, 10.0, 50.0, np.inf)
+PARTICLE_SIZE_EDGES = (1, 3, 10, 50)  # hits of one particle in the event: 1-2, 3-9, 10-49, >= 50
 SPECIES = {"pi+-": (211,), "p": (2212,), "e/gamma": (11, 22), "mu": (13,), "K": (321,)}
 CM_PER_TICK = READOUT.tick_us * ARGON.drift_velocity_cm_per_us
 
@@ -86,6 +89,14 @@ def tally_event(tally: Tally, hits: dict[str, np.ndarray], particles: dict[str, 
     for k, name in enumerate(names):  # the primary's own hits are at 0 cm by definition
         near = (to_primary >= DISTANCE_EDGES_CM[k]) & (to_primary < DISTANCE_EDGES_CM[k + 1])
         tally.add(f"beam / hadronic descendants / {name} from the primary", beam & ~primary & near, tagged_beam)
+    _, particle, hits_of_particle = np.unique(track_id, return_inverse=True, return_counts=True)
+    size = hits_of_particle[particle]
+    edges = (*PARTICLE_SIZE_EDGES, np.inf)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sized = (size >= lo) & (size < hi)
+        name = f"particles of {lo}-{hi - 1:g} hits" if np.isfinite(hi) else f"particles of >= {lo} hits"
+        tally.add(f"beam / {name}", beam & sized, tagged_beam)
+        tally.add(f"not-beam / {name}", (label == NOT_BEAM) & sized, tagged_beam)
     for what, code in (("not-beam", NOT_BEAM), ("noise", NOISE)):
         tally.add(what, label == code, tagged_beam)
         for k, name in enumerate(names):

@@ -47,3 +47,21 @@ def test_an_event_whose_primary_left_no_hit_is_skipped():
     tally = origins.Tally()
     assert not origins.tally_event(tally, {k: v[keep] for k, v in hits.items()}, HAND_PARTICLES, np.zeros(keep.sum(), bool))
     assert tally.counts == {}
+
+
+def test_hits_are_split_by_the_size_of_their_particle():
+    hits = hand_hits()
+    # the pion gets 11 more hits (12: 10-49), the muon 59 more (60: >= 50), on wires beyond the hand event's
+    extra = {10: 11, 30: 59}
+    grown = {k: np.concatenate([v, *[np.repeat(v[hits["track_id"] == t], n) for t, n in extra.items()]]) for k, v in hits.items()}
+    grown["wire"] = np.arange(len(grown["wire"])) * 10
+    tagged = np.zeros(len(grown["wire"]), bool)
+    tagged[np.flatnonzero(grown["track_id"] == 10)[:5]] = True   # 5 of the pion's 12 hits
+    tagged[np.flatnonzero(grown["track_id"] == 30)[:7]] = True   # 7 of the muon's 60
+    tagged[4] = True                                              # the proton, one hit
+    tally = origins.Tally()
+    assert origins.tally_event(tally, grown, HAND_PARTICLES, tagged)
+    c = tally.counts
+    assert c["beam / particles of 1-2 hits"] == [7, 1] and c["beam / particles of 10-49 hits"] == [12, 5]
+    assert c["beam / particles of 3-9 hits"] == [0, 0] and c["beam / particles of >= 50 hits"] == [0, 0]
+    assert c["not-beam / particles of 1-2 hits"] == [2, 0] and c["not-beam / particles of >= 50 hits"] == [60, 7]
