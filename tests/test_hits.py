@@ -32,20 +32,36 @@ from test_inference import tiny_events
 TINY_HIT = {"channels": [4, 8], "reps": 1}
 
 
-def tiny_hit_weights(folder: Path, seed: int = 0, features: tuple[str, ...] | None = None) -> Path:
-    """A tiny sparse U-Net (2 levels, 4 and 8 maps) with random weights and BN statistics, as a run's weights."""
+def tiny_hit_weights(folder: Path, seed: int = 0, features: tuple[str, ...] | None = None, **more_options) -> Path:
+    """A tiny sparse U-Net (2 levels, 4 and 8 maps) with random weights and BN statistics, as a run's weights.
+    ``more_options``: further network options (e.g. attention_blocks, whose blocks then get random weights too)."""
     torch.manual_seed(seed)
-    options = dict(TINY_HIT, **({"features": list(features)} if features else {}))
+    options = dict(TINY_HIT, **({"features": list(features)} if features else {}), **more_options)
     config = apply_overrides(load_config(), ["model.name=sparse_unet", *[f"model.{k}={json.dumps(v)}" for k, v in options.items()]])
     network = build_model("sparse_unet", num_classes=3, **options)
     for module in network.modules():
         if isinstance(module, torch.nn.BatchNorm1d):
             module.running_mean.uniform_(-0.1, 0.1)
             module.running_var.uniform_(0.5, 1.5)
+    with torch.no_grad():  # attention blocks start as the identity: make them act
+        for parameter in network.attention.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
     card = model_card(config, ["background", "beam", "not-beam"], {"kind": "events", "label_scheme": "beam3"}, model=network)
     folder.mkdir(parents=True, exist_ok=True)
     path, _ = write_weights(network, card, folder / "model.safetensors")
     return path
+
+
+def assert_torchscript_export_equals_python(model: torch.nn.Module, path: Path) -> torch.jit.ScriptModule:
+    """Export ``model`` to TorchScript at ``path``; its outputs on 500 sample hits equal the Python graph's. Returns the loaded export."""
+    result = export_model(model, "torchscript", path)
+    assert max(result.max_abs_diff.values()) <= 1e-5
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = torch.jit.load(str(path))
+    x = sample_hits(500, seed=9)
+    assert torch.allclose(loaded(x), HitsToProbabilities(model, 6, list(model.card["input"]["features"]))(x), atol=1e-5)
+    return loaded
 
 
 # -- sites -------------------------------------------------------------------------------------------
@@ -351,15 +367,7 @@ def test_hit_model_refuses_image_files(hit_run, tmp_path, capsys):
 
 def test_export_torchscript_equals_python_and_onnx_is_refused(tmp_path, capsys):
     weights = tiny_hit_weights(tmp_path / "run")
-    model = load_model(weights)
-    result = export_model(model, "torchscript", tmp_path / "hits.pt")
-    assert max(result.max_abs_diff.values()) <= 1e-5
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        loaded = torch.jit.load(str(tmp_path / "hits.pt"))
-    x = sample_hits(500, seed=9)
-    reference = HitsToProbabilities(model, 6, list(model.card["input"]["features"]))(x)
-    assert torch.allclose(loaded(x), reference, atol=1e-5)
+    loaded = assert_torchscript_export_equals_python(load_model(weights), tmp_path / "hits.pt")
     assert loaded(torch.zeros((0, 4))).shape == (0, 3)
     card = json.loads(Path(str(tmp_path / "hits.pt") + ".json").read_text())
     assert card["export"]["output"].startswith("softmax probabilities [n, C]")
