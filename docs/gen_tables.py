@@ -540,6 +540,22 @@ def hits_stage3() -> list[str]:
 
 
 
+def hit_postprocessing() -> list[str]:
+    """Smoothing a hit network's P(beam) over neighbouring hits (benchmarks/hit_postprocessing.py)."""
+    d = load("benchmarks/results/hit_postprocessing-default-seed7117.json")
+    rows = [[name, n(p["threshold"], 2), pair(p["efficiency"], p["purity"], 4)] for name, p in d["variants"].items()]
+    return table(["P(beam) of each hit", "working point (efficiency = purity)", "beam hits: efficiency / purity"], rows)
+
+
+def hit_error_distance() -> list[str]:
+    """Where a hit network's beam errors lie: distance to the main cluster of true beam hits."""
+    d = load("benchmarks/results/hit_postprocessing-default-seed7117.json")
+    rows = [[f"{b['distance_cm']} cm", n(b["beam_hit_share"], 3), n(b["beam_efficiency"], 3), n(b["missed_beam_points"], 2),
+             str(b["not_beam_tagged_beam"]), n(b["impurity_points"], 2)] for b in d["by_distance_to_main_beam_cluster"]]
+    return table(["distance to the main beam cluster", "share of beam hits", "beam efficiency", "missed beam hits (points)",
+                  "not-beam hits tagged beam", "impurity (points)"], rows)
+
+
 def hit_variants(path: str, rule: str = "all") -> Callable[[], list[str]]:
     """A ``benchmarks/hit_variants.py`` comparison: each network at its own working point, on every reporting seed,
     beam hits scored under ``rule`` (``all`` or ``2018``)."""
@@ -602,6 +618,8 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[[], list[str]]]] = {
     "hits-stage3": (("benchmarks/results/hits_stage3.json",), hits_stage3),
     "hits-8level-stage1": (("benchmarks/results/hits_8level_stage1.json",), hit_variants("benchmarks/results/hits_8level_stage1.json")),
     "hits-2018": (("benchmarks/results/hits_2018.json",), hit_variants("benchmarks/results/hits_2018.json", rule="2018")),
+    "hit-postprocessing": (("benchmarks/results/hit_postprocessing-default-seed7117.json",), hit_postprocessing),
+    "hit-error-distance": (("benchmarks/results/hit_postprocessing-default-seed7117.json",), hit_error_distance),
 }
 
 

@@ -1,0 +1,204 @@
+"""Would smoothing a hit-level network's P(beam) over neighbouring hits help? And where do its missed beam hits lie?
+
+A physicist's first try after a per-hit classifier: make neighbouring hits agree. This script measures two
+such steps on one predictions file, without running the network again, each at the working point where
+beam-hit efficiency and purity meet on that same file (so the file decides and scores: a step that
+does not gain here gains nowhere):
+
+* ``diffusion``: over the graph of hits closer than ``r`` cm in the image plane (Δwire × pitch,
+  Δtick × drift velocity × tick), ``k`` steps of q ← (1 − α) p + α · mean(q over neighbours)
+  (label propagation anchored to the network's p);
+* ``fragment mean``: hits joined (transitively) when closer than ``R`` cm; each hit's P(beam) becomes
+  β · (its fragment's mean P(beam)) + (1 − β) · its own.
+
+It also splits the true beam hits by their distance to the event's main beam cluster (true beam hits
+joined within 2 cm, the largest such cluster) and gives the network's efficiency in each bin, and the
+cosmic hits it tags beam by the same distance: which errors are far from the interaction, and which
+lie on it. ::
+
+    protoseg predict default events.h5 -o pred.h5
+    python benchmarks/hit_postprocessing.py events.h5 pred.h5 --results benchmarks/results/hit_postprocessing-default-seed7117.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+from protoseg.detector import ARGON, READOUT
+from protoseg.errors import InputError
+from protoseg.events import open_events
+from protoseg.fileio import write_json
+
+BEAM, NOT_BEAM = 1, 2
+CM_PER_TICK = READOUT.tick_us * ARGON.drift_velocity_cm_per_us
+THRESHOLDS = np.round(np.arange(0.20, 0.90, 0.01), 2)
+DIFFUSIONS = [(r, alpha, 10) for r in (1.0, 2.0) for alpha in (0.5, 0.8)]
+FRAGMENT_MEANS = [(radius, beta) for radius in (0.5, 0.7, 1.0) for beta in (0.5, 1.0)]
+MAIN_CLUSTER_LINK_CM = 2.0
+DISTANCE_EDGES_CM = (0.0, 2.0, 5.0, 10.0, 20.0, 50.0, np.inf)
+
+
+def hit_positions_cm(wire: np.ndarray, tick: np.ndarray) -> np.ndarray:
+    """[n, 2] positions in the image plane, cm: along the wires' pitch and along the drift."""
+    return np.c_[np.asarray(wire, np.float64) * READOUT.wire_pitch_cm, np.asarray(tick, np.float64) * CM_PER_TICK]
+
+
+def neighbour_graph(xy: np.ndarray, radius_cm: float) -> sparse.csr_matrix:
+    """Symmetric 0/1 adjacency of the hits closer than ``radius_cm`` (no self loops)."""
+    pairs = cKDTree(xy).query_pairs(radius_cm, output_type="ndarray")
+    n = len(xy)
+    upper = sparse.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)).tocsr()
+    return upper + upper.T
+
+
+def diffuse(adjacency: sparse.csr_matrix, p: np.ndarray, alpha: float, steps: int) -> np.ndarray:
+    """k steps of q <- (1 - alpha) p + alpha mean_neighbours(q); a hit without neighbours keeps its p."""
+    degree = np.asarray(adjacency.sum(axis=1)).ravel()
+    q = p.astype(np.float64, copy=True)
+    for _ in range(steps):
+        mean = np.where(degree > 0, (adjacency @ q) / np.maximum(degree, 1), q)
+        q = (1.0 - alpha) * p + alpha * mean
+    return q
+
+
+def fragment_mean(adjacency: sparse.csr_matrix, p: np.ndarray, beta: float) -> np.ndarray:
+    """beta * (mean p over the hit's connected fragment) + (1 - beta) * p."""
+    _, fragment = connected_components(adjacency, directed=False)
+    mean = np.bincount(fragment, weights=p) / np.bincount(fragment)
+    return beta * mean[fragment] + (1.0 - beta) * p
+
+
+def crossing(is_beam: np.ndarray, p_beam: np.ndarray) -> dict:
+    """The threshold of THRESHOLDS where beam efficiency and purity are closest, with both."""
+    best = None
+    n_beam = int(is_beam.sum())
+    for threshold in THRESHOLDS:
+        tagged = p_beam >= threshold
+        found = int((tagged & is_beam).sum())
+        efficiency, purity = found / n_beam, found / max(int(tagged.sum()), 1)
+        if best is None or abs(efficiency - purity) < abs(best["efficiency"] - best["purity"]):
+            best = {"threshold": float(threshold), "efficiency": efficiency, "purity": purity}
+    return best
+
+
+def distance_to_main_cluster(xy: np.ndarray, is_beam: np.ndarray) -> np.ndarray:
+    """Each hit's distance (cm) to the largest cluster of true beam hits joined within 2 cm (0 inside it)."""
+    beam_xy = xy[is_beam]
+    _, cluster = connected_components(neighbour_graph(beam_xy, MAIN_CLUSTER_LINK_CM), directed=False)
+    main = beam_xy[cluster == np.bincount(cluster).argmax()]
+    distance = cKDTree(main).query(xy)[0]
+    distance[np.flatnonzero(is_beam)[cluster == np.bincount(cluster).argmax()]] = 0.0
+    return distance
+
+
+def study(events_path: Path, predictions_path: Path) -> dict:
+    with h5py.File(predictions_path, "r") as pred:
+        if pred.attrs.get("format") != "protoseg-predictions" or "hits" not in pred or "prob" not in pred["hits"]:
+            raise InputError("is not a predictions file of a hit-level model (no /hits/prob)", predictions_path)
+        classes = json.loads(pred.attrs["class_names"])
+        card = json.loads(pred.attrs.get("model_card", "{}"))
+        rule = card.get("input", {}).get("image", {}).get("beam_label_rule") or "all"
+        if classes[BEAM] != "beam" or rule != "all":
+            raise InputError(f"needs a beam3 model of beam-label rule 'all' (classes {classes}, rule {rule})", predictions_path)
+        p_beam_all = pred["hits/prob"][:, BEAM].astype(np.float64)
+        offsets = pred["hits/offsets"][:]
+        working_point = float(pred.attrs.get("beam_threshold", -1.0))
+    events = open_events(events_path)
+    if len(events) != len(offsets) - 1 or events.n_hits != len(p_beam_all):
+        raise InputError(f"does not match {predictions_path} ({len(events)} events, {events.n_hits} hits)", events_path)
+    variants = {"network": []} | {f"diffusion r={r:g} cm alpha={a:g} k={k}": [] for r, a, k in DIFFUSIONS} \
+        | {f"fragment mean R={radius:g} cm beta={b:g}": [] for radius, b in FRAGMENT_MEANS}
+    truth, distance, missed_main = [], [], []
+    for index, event in enumerate(events.iter_events()):
+        hits = event.hits
+        if "label" not in hits:
+            raise InputError("has no truth labels", events_path)
+        p = p_beam_all[offsets[index]:offsets[index + 1]]
+        xy = hit_positions_cm(hits["wire"], hits["tick"])
+        is_beam = hits["label"] == BEAM
+        truth.append(hits["label"])
+        distance.append(distance_to_main_cluster(xy, is_beam) if is_beam.any() else np.full(len(p), np.inf))
+        if is_beam.any() and (hits["label"] == NOT_BEAM).any():
+            # the missed beam hits of the main cluster: how sure the network was, how big their particle,
+            # how far from any not-beam hit (an overlap with a cosmic ray, or a track on its own)
+            in_main = is_beam & (distance[-1] == 0.0)
+            missed = in_main & (p < (working_point if working_point >= 0 else 0.5))
+            _, where, size = np.unique(hits["track_id"], return_inverse=True, return_counts=True)
+            to_cosmic = cKDTree(xy[hits["label"] == NOT_BEAM]).query(xy[missed])[0]
+            missed_main.append(np.c_[p[missed], size[where][missed], to_cosmic])
+        variants["network"].append(p)
+        graphs = {r: neighbour_graph(xy, r) for r in {r for r, _, _ in DIFFUSIONS} | {radius for radius, _ in FRAGMENT_MEANS}}
+        for r, a, k in DIFFUSIONS:
+            variants[f"diffusion r={r:g} cm alpha={a:g} k={k}"].append(diffuse(graphs[r], p, a, k))
+        for radius, b in FRAGMENT_MEANS:
+            variants[f"fragment mean R={radius:g} cm beta={b:g}"].append(fragment_mean(graphs[radius], p, b))
+    events.close()
+    label = np.concatenate(truth)
+    is_beam = label == BEAM
+    result = {"events": str(events_path), "predictions": str(predictions_path), "n_events": len(offsets) - 1,
+              "n_hits": int(len(label)), "n_beam_hits": int(is_beam.sum()), "model_working_point": working_point,
+              "variants": {name: crossing(is_beam, np.concatenate(values)) for name, values in variants.items()}}
+    # where the network's errors lie, at the model's working point
+    tagged = np.concatenate(variants["network"]) >= (working_point if working_point >= 0 else 0.5)
+    d = np.concatenate(distance)
+    edges = DISTANCE_EDGES_CM
+    n_tagged = int(tagged.sum())
+    bins = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (d >= lo) & (d < hi) if lo > 0 else (d <= hi) & (d < hi)
+        beam_here = is_beam & inside
+        cosmic_here = (label == NOT_BEAM) & inside
+        bins.append({
+            "distance_cm": f"{lo:g}-{hi:g}" if np.isfinite(hi) else f">= {lo:g}",
+            "beam_hit_share": int(beam_here.sum()) / int(is_beam.sum()),
+            "beam_efficiency": float((tagged & beam_here).sum() / max(int(beam_here.sum()), 1)),
+            "missed_beam_points": 100.0 * int((~tagged & beam_here).sum()) / int(is_beam.sum()),
+            "not_beam_hits": int(cosmic_here.sum()),
+            "not_beam_tagged_beam": int((tagged & cosmic_here).sum()),
+            "impurity_points": 100.0 * int((tagged & cosmic_here).sum()) / max(n_tagged, 1),
+        })
+    result["by_distance_to_main_beam_cluster"] = bins
+    m = np.concatenate(missed_main)
+    result["missed_in_main_cluster"] = {
+        "hits": int(len(m)),
+        "p_beam_quantiles_10_50_90": [float(v) for v in np.quantile(m[:, 0], [0.1, 0.5, 0.9])],
+        "particle_hits_quantiles_10_50_90": [float(v) for v in np.quantile(m[:, 1], [0.1, 0.5, 0.9])],
+        "share_within_1_cm_of_a_not_beam_hit": float(np.mean(m[:, 2] < 1.0)),
+        "share_beyond_10_cm_of_any_not_beam_hit": float(np.mean(m[:, 2] >= 10.0)),
+    }
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("events", type=Path)
+    parser.add_argument("predictions", type=Path)
+    parser.add_argument("--results", type=Path, help="write the numbers to this JSON file")
+    args = parser.parse_args(argv)
+    try:
+        result = study(args.events, args.predictions)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for name, point in result["variants"].items():
+        print(f"{name:36s} P(beam) >= {point['threshold']:.2f}: efficiency {point['efficiency']:.4f} purity {point['purity']:.4f}")
+    print("distance to the main beam cluster | share of beam hits | efficiency | missed (points) | not-beam tagged beam | impurity (points)")
+    for row in result["by_distance_to_main_beam_cluster"]:
+        print(f"{row['distance_cm']:>8} cm | {row['beam_hit_share']:.3f} | {row['beam_efficiency']:.3f} | {row['missed_beam_points']:.2f} | "
+              f"{row['not_beam_tagged_beam']} | {row['impurity_points']:.2f}")
+    print("missed beam hits of the main cluster:", json.dumps(result["missed_in_main_cluster"]))
+    if args.results:
+        write_json(args.results, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

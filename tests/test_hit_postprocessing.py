@@ -1,0 +1,62 @@
+"""benchmarks/hit_postprocessing.py: the smoothing steps against their formulas on hand-built hits."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SPEC = importlib.util.spec_from_file_location("hit_postprocessing", Path(__file__).parents[1] / "benchmarks" / "hit_postprocessing.py")
+post = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(post)
+
+
+def chain_and_loner() -> np.ndarray:
+    # three hits 1 cm apart in a row and one hit 10 cm away
+    return np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [12.0, 0.0]])
+
+
+def test_neighbour_graph_joins_hits_within_the_radius_only():
+    adjacency = post.neighbour_graph(chain_and_loner(), 1.5).toarray()
+    expected = np.zeros((4, 4))
+    expected[0, 1] = expected[1, 0] = expected[1, 2] = expected[2, 1] = 1
+    np.testing.assert_array_equal(adjacency, expected)
+
+
+def test_diffusion_matches_its_formula_step_by_step():
+    p = np.array([0.9, 0.1, 0.5, 0.3])
+    adjacency = post.neighbour_graph(chain_and_loner(), 1.5)
+    alpha = 0.8
+    # by hand: neighbours of 0: {1}; of 1: {0, 2}; of 2: {1}; 3 has none and keeps its p
+    q = p.copy()
+    for _ in range(2):
+        mean = np.array([q[1], (q[0] + q[2]) / 2, q[1], q[3]])
+        q = (1 - alpha) * p + alpha * mean
+    np.testing.assert_allclose(post.diffuse(adjacency, p, alpha, 2), q, rtol=0, atol=1e-15)
+    assert post.diffuse(adjacency, p, alpha, 2)[3] == pytest.approx(0.3, abs=1e-15)
+
+
+def test_fragment_mean_blends_each_hit_with_its_fragment():
+    p = np.array([0.9, 0.1, 0.5, 0.3])
+    adjacency = post.neighbour_graph(chain_and_loner(), 1.5)
+    np.testing.assert_allclose(post.fragment_mean(adjacency, p, 1.0), [0.5, 0.5, 0.5, 0.3], atol=1e-15)
+    np.testing.assert_allclose(post.fragment_mean(adjacency, p, 0.5), [0.7, 0.3, 0.5, 0.3], atol=1e-15)
+
+
+def test_crossing_finds_where_efficiency_meets_purity():
+    # 4 beam hits with P 0.9, 0.8, 0.7, 0.3 and 4 others with P 0.75, 0.2, 0.1, 0.1
+    is_beam = np.array([1, 1, 1, 1, 0, 0, 0, 0], bool)
+    p_beam = np.array([0.9, 0.8, 0.7, 0.3, 0.75, 0.2, 0.1, 0.1])
+    point = post.crossing(is_beam, p_beam)
+    # at thresholds 0.31..0.70: 3 of 4 beam hits found, 4 tagged: efficiency = purity = 0.75
+    assert point["efficiency"] == pytest.approx(0.75) and point["purity"] == pytest.approx(0.75)
+    assert 0.31 <= point["threshold"] <= 0.70
+
+
+def test_distance_to_main_cluster_is_zero_inside_and_euclidean_outside():
+    xy = np.array([[0.0, 0.0], [1.5, 0.0], [3.0, 0.0], [30.0, 0.0], [3.0, 4.0]])
+    is_beam = np.array([True, True, True, True, False])
+    distance = post.distance_to_main_cluster(xy, is_beam)
+    # hits 0-2 joined within 2 cm form the main cluster; hit 3 is 27 cm from hit 2; hit 4 is 4 cm above hit 2
+    np.testing.assert_allclose(distance, [0.0, 0.0, 0.0, 27.0, 4.0])
