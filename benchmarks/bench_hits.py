@@ -33,6 +33,7 @@ from protoseg.fileio import write_json
 from protoseg.hits.inference import HitPredictor
 from protoseg.loading import load_model
 from protoseg.models import tune_cpu_allocator
+from protoseg.training import training_machine
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hits_inference.json"
 
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("events", type=Path)
     parser.add_argument("--events", dest="n_events", type=int, default=240)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--results", type=Path, default=RESULTS, help=f"where the JSON goes (default {RESULTS.name} in benchmarks/results)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tune_cpu_allocator()
@@ -82,7 +84,8 @@ def main() -> None:
     with open_events(args.events) as events:
         n_predicted = len(events)
     result = {
-        "model": args.model, "events": str(args.events), "n_events_timed": n, "threads": args.threads,
+        "model": args.model, "model_version": model.card.get("model_version"), "cpu": training_machine()["cpu"],  # timings depend on the processor: say which gave them
+        "events": str(args.events), "n_events_timed": n, "threads": args.threads,
         "hits_per_event_median": int(statistics.median(n_hits)),
         "python_s_per_event": {"median": statistics.median(python_s), "mean": statistics.mean(python_s), "max": max(python_s)},
         "torchscript_s_per_event": {"median": statistics.median(torchscript_s), "mean": statistics.mean(torchscript_s)},
@@ -91,7 +94,7 @@ def main() -> None:
         "benchmark_process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "load_average_at_end": list(os.getloadavg()),
     }
-    write_json(RESULTS, result)
+    write_json(args.results, result)
     print(json.dumps(result, indent=1))
 
 

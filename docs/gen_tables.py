@@ -501,7 +501,8 @@ def hits_inference() -> list[str]:
             [f"`protoseg predict` end to end, {e['events']} events", f"{n(e['wall_s'], 1)} s ({n(1000 * e['wall_s'] / e['events'], 0)} ms per event)",
              f"{n(e['peak_rss_mb'], 0)} MB"]]
     return table(["what", "time per event (median over events)", "peak memory (RSS)"], rows) + [
-        "", f"`{d['model']}` on `{Path(d['events']).name}` (median {d['hits_per_event_median']:,} hits per event), {d['threads']} threads; "
+        "", f"`{d['model']}`" + (f" {d['model_version']}" if d.get("model_version") else "") + (f" ({d['cpu']})" if d.get("cpu") else "")
+            + f", `{Path(d['events']).name}` (median {d['hits_per_event_median']:,} hits per event), {d['threads']} threads; "
             f"1-minute load average at the end {n(d['load_average_at_end'][0], 2)}."]
 
 
@@ -554,6 +555,20 @@ def hit_error_distance() -> list[str]:
              str(b["not_beam_tagged_beam"]), n(b["impurity_points"], 2)] for b in d["by_distance_to_main_beam_cluster"]]
     return table(["distance to the main beam cluster", "share of beam hits", "beam efficiency", "missed beam hits (points)",
                   "not-beam hits tagged beam", "impurity (points)"], rows)
+
+
+def paired_bootstrap(path: str, label_a: str, label_b: str) -> Callable[[], list[str]]:
+    """A ``benchmarks/paired_bootstrap.py`` result: B − A with its 95% interval over resampled events."""
+    def build() -> list[str]:
+        d = load(path)
+        rows = []
+        for key, name in (("beam_iou", "beam-hit IoU"), ("beam_efficiency", "beam efficiency"), ("beam_purity", "beam purity")):
+            r = d["scores"][key]
+            rows.append([name, n(r["a"], 4), n(r["b"], 4), f"{100 * r['difference']:+.2f}",
+                         f"{100 * r['interval_95'][0]:+.2f} to {100 * r['interval_95'][1]:+.2f}", f"{100 * r['share_of_resamples_b_above_a']:.1f}%"])
+        return table(["pooled over the events", label_a, label_b, "difference (points)", "95% interval (points)", f"resamples with {label_b} ahead"], rows) + [
+            "", f"{d['events']} events ({len(d['pairs'])} seeds) resampled {d['resamples']} times with replacement, the same draw for both models."]
+    return build
 
 
 def hit_variants(path: str, rule: str = "all") -> Callable[[], list[str]]:
@@ -618,6 +633,9 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[[], list[str]]]] = {
     "hits-stage3": (("benchmarks/results/hits_stage3.json",), hits_stage3),
     "hits-8level-stage1": (("benchmarks/results/hits_8level_stage1.json",), hit_variants("benchmarks/results/hits_8level_stage1.json")),
     "hits-2018": (("benchmarks/results/hits_2018.json",), hit_variants("benchmarks/results/hits_2018.json", rule="2018")),
+    "hits-attention-stage3": (("benchmarks/results/hits_attention_stage3.json",), hit_variants("benchmarks/results/hits_attention_stage3.json")),
+    "paired-attention-stage3": (("benchmarks/results/paired_attention_stage3.json",),
+                                paired_bootstrap("benchmarks/results/paired_attention_stage3.json", "2.1.0", "2.2.0")),
     "hit-postprocessing": (("benchmarks/results/hit_postprocessing-default-seed7117.json",), hit_postprocessing),
     "hit-error-distance": (("benchmarks/results/hit_postprocessing-default-seed7117.json",), hit_error_distance),
 }
