@@ -1,10 +1,15 @@
 """Time to quality: hit-level beam efficiency and purity against training time, for the hit-level network
 (every checkpoint its runs kept: stage 1, configs/hits-cpu.yaml, then stage 2, configs/hits-cpu-stage2.yaml,
-whose last weights are shipped as `default`, model 2.1.0) and for the image networks `tiramisu-gpu` (GPU)
-and `default-cpu`, all on the same events that no training or decision saw.
+whose last weights were `default` 2.1.0, then stage 3, configs/hits-cpu-att-stage3.yaml, `default` 2.2.0) and for the image networks `tiramisu-gpu` (GPU)
+and `default-cpu`, all on the same events, which no training saw.
 
     python benchmarks/time_to_quality.py runs/hits [runs/hits-stage2 ...] EVENTS.h5 [--events 60] [--models tiramisu-gpu default-cpu]
     python benchmarks/time_to_quality.py --plot-only      # redraw docs/time-to-quality.png from the results
+    python benchmarks/time_to_quality.py --extend runs/hits-att-stage3 EVENTS.h5   # one more stage onto the results
+
+``--extend`` adds the checkpoints of a later stage to the curve already in the results file (scored on the
+same first events of the same events file), counted on from the curve's last point, which is the end of
+the stages before it: the earlier stages' checkpoints need not be on disk any more.
 
 The hit-level runs must have been trained with ``trainer.keep_checkpoints: true``: each ``step-K.ckpt``
 records the CPU and wall seconds its run had spent up to it; a later stage's times are counted on from the
@@ -57,6 +62,7 @@ def main() -> None:
     parser.add_argument("--events", dest="n_events", type=int, default=60)
     parser.add_argument("--models", nargs="*", default=["tiramisu-gpu", "default-cpu"], help="shipped image models to compare")
     parser.add_argument("--plot-only", action="store_true", help="redraw the figure from the results file")
+    parser.add_argument("--extend", action="store_true", help="add the RUN's checkpoints as the next stage of the results file's curve")
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"results JSON (default {RESULTS.relative_to(ROOT)})")
     parser.add_argument("--figure", type=Path, default=FIGURE, help=f"figure PNG (default {FIGURE.relative_to(ROOT)})")
     args = parser.parse_args()
@@ -66,8 +72,13 @@ def main() -> None:
     if len(args.paths) < 2:
         parser.error("one RUN or more and EVENTS are needed unless --plot-only")
     runs, events_path = args.paths[:-1], args.paths[-1]
+    previous = json.loads(args.results.read_text()) if args.extend else None
+    if previous is not None and (Path(previous["events"]).name != events_path.name or previous["n_events"] != args.n_events):
+        raise SystemExit(f"{args.results}: its curve is on the first {previous['n_events']} events of {previous['events']}, "
+                         f"not of {events_path} ({args.n_events}): extend it on the same events")
+    first_stage = 1 + max(p["stage"] for p in previous["hit_level"]) if previous else 1
     stages = []
-    for stage, run in enumerate(runs, start=1):
+    for stage, run in enumerate(runs, start=first_stage):
         checkpoints = sorted(run.glob("checkpoints/step-*.ckpt"), key=lambda p: int(re.findall(r"\d+", p.stem)[0]))
         if not checkpoints:
             raise SystemExit(f"{run}: no checkpoints/step-K.ckpt (train with trainer.keep_checkpoints: true)")
@@ -86,9 +97,13 @@ def main() -> None:
                               "beam_efficiency": scores["efficiency"][beam], "beam_purity": scores["purity"][beam]})
                 print(path, scores["efficiency"][beam], scores["purity"][beam])
         ends = [json.loads((run / "model.json").read_text())["trained_on"] for _, run, _ in stages]
-        curve = counted_over_stages(curve, ends)
-        shipped = {}
-        for name in args.models:
+        if previous is not None:
+            curve = extended_curve(previous["hit_level"], curve, ends)
+            runs = [*map(Path, previous["runs"]), *runs]
+        else:
+            curve = counted_over_stages(curve, ends)
+        shipped = {} if previous is None else previous["shipped"]
+        for name in (args.models if previous is None else []):
             summary = predict_file(load_model(name), events, Path(tmp) / f"{name}.h5", progress=False)
             shipped[name] = {**SHIPPED_COST.get(name, {}), "beam_efficiency": summary.hit_metrics["beam_efficiency"],
                              "beam_purity": summary.hit_metrics["beam_purity"], "beam_threshold": summary.beam_threshold}
@@ -111,6 +126,18 @@ def counted_over_stages(curve: list[dict], stage_ends: list[dict]) -> list[dict]
                         "wall_time_s": last["wall_time_s"] + float(end["wall_time_s"])})
     return [{**point, **{key: offsets[point["stage"] - 1][key] + point[key] for key in ("step", "cpu_time_s", "wall_time_s")}}
             for point in curve]
+
+
+def extended_curve(earlier: list[dict], later: list[dict], later_ends: list[dict]) -> list[dict]:
+    """A curve already counted over its stages (``earlier``) followed by the checkpoints of later stages
+    (``later``: stages numbered on from earlier's last, times counted from their own run's start; their runs'
+    ``trained_on`` in ``later_ends``). The earlier stages end at their curve's last point, so it is the offset."""
+    first_stage = 1 + max(p["stage"] for p in earlier)
+    last = earlier[-1]
+    base = {"steps": last["step"], "cpu_time_s": last["cpu_time_s"], "wall_time_s": last["wall_time_s"]}
+    # as stages 2, 3, ... after one stage that ends where the earlier curve ends, then numbered back
+    shifted = counted_over_stages([{**p, "stage": p["stage"] - first_stage + 2} for p in later], [base, *later_ends])
+    return earlier + [{**p, "stage": p["stage"] + first_stage - 2} for p in shifted]
 
 
 def beam_hit_iou(efficiency: float, purity: float) -> float:

@@ -30,3 +30,16 @@ def test_stage_two_starts_where_stage_one_ended():
 def test_beam_hit_iou_is_tp_over_tp_fp_fn():
     # 90 true positives, 10 missed, 30 false positives: efficiency 0.9, purity 0.75, IoU 90 / 130
     assert time_to_quality.beam_hit_iou(0.9, 0.75) == pytest.approx(90 / 130)
+
+
+def test_an_extended_curve_counts_the_new_stage_on_from_the_last_point():
+    earlier = [{"stage": 1, "step": 1000, "cpu_time_s": 10.0, "wall_time_s": 6.0},
+               {"stage": 2, "step": 2600, "cpu_time_s": 27.0, "wall_time_s": 16.0}]
+    # stage 3's own run: checkpoints at 100 and 300 steps; it ended at 320 steps, 4 CPU-s, 2.5 s
+    later = [{"stage": 3, "step": 100, "cpu_time_s": 1.0, "wall_time_s": 0.6}, {"stage": 3, "step": 300, "cpu_time_s": 3.5, "wall_time_s": 2.2}]
+    extended = time_to_quality.extended_curve(earlier, later, [{"steps": 320, "cpu_time_s": 4.0, "wall_time_s": 2.5}])
+    assert extended[:2] == earlier
+    assert [p["stage"] for p in extended[2:]] == [3, 3]
+    assert [p["step"] for p in extended[2:]] == [2700, 2900]
+    assert [p["cpu_time_s"] for p in extended[2:]] == pytest.approx([28.0, 30.5])
+    assert [p["wall_time_s"] for p in extended[2:]] == pytest.approx([16.6, 18.2])
