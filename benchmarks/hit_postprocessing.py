@@ -22,11 +22,11 @@ lie on it. ::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
@@ -36,6 +36,10 @@ from protoseg.detector import ARGON, READOUT
 from protoseg.errors import InputError
 from protoseg.events import open_events
 from protoseg.fileio import write_json
+
+_SPEC = importlib.util.spec_from_file_location("paired_bootstrap", Path(__file__).with_name("paired_bootstrap.py"))
+paired_bootstrap = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(paired_bootstrap)
 
 BEAM, NOT_BEAM = 1, 2
 CM_PER_TICK = READOUT.tick_us * ARGON.drift_velocity_cm_per_us
@@ -93,67 +97,59 @@ def distance_to_main_cluster(xy: np.ndarray, is_beam: np.ndarray) -> np.ndarray:
     """Each hit's distance (cm) to the largest cluster of true beam hits joined within 2 cm (0 inside it)."""
     beam_xy = xy[is_beam]
     _, cluster = connected_components(neighbour_graph(beam_xy, MAIN_CLUSTER_LINK_CM), directed=False)
-    main = beam_xy[cluster == np.bincount(cluster).argmax()]
-    distance = cKDTree(main).query(xy)[0]
-    distance[np.flatnonzero(is_beam)[cluster == np.bincount(cluster).argmax()]] = 0.0
+    in_main = cluster == np.bincount(cluster).argmax()
+    distance = cKDTree(beam_xy[in_main]).query(xy)[0]
+    distance[np.flatnonzero(is_beam)[in_main]] = 0.0
     return distance
 
 
 def study(events_path: Path, predictions_path: Path) -> dict:
-    with h5py.File(predictions_path, "r") as pred:
-        if pred.attrs.get("format") != "protoseg-predictions" or "hits" not in pred or "prob" not in pred["hits"]:
-            raise InputError("is not a predictions file of a hit-level model (no /hits/prob)", predictions_path)
-        classes = json.loads(pred.attrs["class_names"])
-        card = json.loads(pred.attrs.get("model_card", "{}"))
-        rule = card.get("input", {}).get("image", {}).get("beam_label_rule") or "all"
-        if classes[BEAM] != "beam" or rule != "all":
-            raise InputError(f"needs a beam3 model of beam-label rule 'all' (classes {classes}, rule {rule})", predictions_path)
-        p_beam_all = pred["hits/prob"][:, BEAM].astype(np.float64)
-        offsets = pred["hits/offsets"][:]
-        working_point = float(pred.attrs.get("beam_threshold", -1.0))
-    events = open_events(events_path)
-    if len(events) != len(offsets) - 1 or events.n_hits != len(p_beam_all):
-        raise InputError(f"does not match {predictions_path} ({len(events)} events, {events.n_hits} hits)", events_path)
+    probabilities, offsets, working_point = paired_bootstrap.read_hit_predictions(predictions_path, "prob")
+    p_beam_all = probabilities[:, BEAM].astype(np.float64)
+    # the threshold the file's classes were decided with (0.5 for argmax: the beam side of a 3-class argmax)
+    tag_threshold = working_point if working_point >= 0 else 0.5
     variants = {"network": []} | {f"diffusion r={r:g} cm alpha={a:g} k={k}": [] for r, a, k in DIFFUSIONS} \
         | {f"fragment mean R={radius:g} cm beta={b:g}": [] for radius, b in FRAGMENT_MEANS}
     truth, distance, missed_main = [], [], []
-    for index, event in enumerate(events.iter_events()):
-        hits = event.hits
-        if "label" not in hits:
-            raise InputError("has no truth labels", events_path)
-        p = p_beam_all[offsets[index]:offsets[index + 1]]
-        xy = hit_positions_cm(hits["wire"], hits["tick"])
-        is_beam = hits["label"] == BEAM
-        truth.append(hits["label"])
-        distance.append(distance_to_main_cluster(xy, is_beam) if is_beam.any() else np.full(len(p), np.inf))
-        if is_beam.any() and (hits["label"] == NOT_BEAM).any():
-            # the missed beam hits of the main cluster: how sure the network was, how big their particle,
-            # how far from any not-beam hit (an overlap with a cosmic ray, or a track on its own)
-            in_main = is_beam & (distance[-1] == 0.0)
-            missed = in_main & (p < (working_point if working_point >= 0 else 0.5))
-            _, where, size = np.unique(hits["track_id"], return_inverse=True, return_counts=True)
-            to_cosmic = cKDTree(xy[hits["label"] == NOT_BEAM]).query(xy[missed])[0]
-            missed_main.append(np.c_[p[missed], size[where][missed], to_cosmic])
-        variants["network"].append(p)
-        graphs = {r: neighbour_graph(xy, r) for r in {r for r, _, _ in DIFFUSIONS} | {radius for radius, _ in FRAGMENT_MEANS}}
-        for r, a, k in DIFFUSIONS:
-            variants[f"diffusion r={r:g} cm alpha={a:g} k={k}"].append(diffuse(graphs[r], p, a, k))
-        for radius, b in FRAGMENT_MEANS:
-            variants[f"fragment mean R={radius:g} cm beta={b:g}"].append(fragment_mean(graphs[radius], p, b))
-    events.close()
+    with open_events(events_path) as events:
+        if len(events) != len(offsets) - 1 or events.n_hits != len(p_beam_all):
+            raise InputError(f"does not match {predictions_path} ({len(events)} events, {events.n_hits} hits)", events_path)
+        for index, event in enumerate(events.iter_events()):
+            hits = event.hits
+            if "label" not in hits:
+                raise InputError("has no truth labels", events_path)
+            p = p_beam_all[offsets[index]:offsets[index + 1]]
+            xy = hit_positions_cm(hits["wire"], hits["tick"])
+            is_beam = hits["label"] == BEAM
+            truth.append(hits["label"])
+            distance.append(distance_to_main_cluster(xy, is_beam) if is_beam.any() else np.full(len(p), np.inf))
+            if is_beam.any() and (hits["label"] == NOT_BEAM).any():
+                # the missed beam hits of the main cluster: how sure the network was, how big their particle,
+                # how far from any not-beam hit (an overlap with a cosmic ray, or a track on its own)
+                in_main = is_beam & (distance[-1] == 0.0)
+                missed = in_main & (p < tag_threshold)
+                _, where, size = np.unique(hits["track_id"], return_inverse=True, return_counts=True)
+                to_cosmic = cKDTree(xy[hits["label"] == NOT_BEAM]).query(xy[missed])[0]
+                missed_main.append(np.c_[p[missed], size[where][missed], to_cosmic])
+            variants["network"].append(p)
+            graphs = {r: neighbour_graph(xy, r) for r in {r for r, _, _ in DIFFUSIONS} | {radius for radius, _ in FRAGMENT_MEANS}}
+            for r, a, k in DIFFUSIONS:
+                variants[f"diffusion r={r:g} cm alpha={a:g} k={k}"].append(diffuse(graphs[r], p, a, k))
+            for radius, b in FRAGMENT_MEANS:
+                variants[f"fragment mean R={radius:g} cm beta={b:g}"].append(fragment_mean(graphs[radius], p, b))
     label = np.concatenate(truth)
     is_beam = label == BEAM
     result = {"events": str(events_path), "predictions": str(predictions_path), "n_events": len(offsets) - 1,
               "n_hits": int(len(label)), "n_beam_hits": int(is_beam.sum()), "model_working_point": working_point,
               "variants": {name: crossing(is_beam, np.concatenate(values)) for name, values in variants.items()}}
     # where the network's errors lie, at the model's working point
-    tagged = np.concatenate(variants["network"]) >= (working_point if working_point >= 0 else 0.5)
+    tagged = np.concatenate(variants["network"]) >= tag_threshold
     d = np.concatenate(distance)
     edges = DISTANCE_EDGES_CM
     n_tagged = int(tagged.sum())
     bins = []
     for lo, hi in zip(edges[:-1], edges[1:]):
-        inside = (d >= lo) & (d < hi) if lo > 0 else (d <= hi) & (d < hi)
+        inside = (d >= lo) & (d < hi)
         beam_here = is_beam & inside
         cosmic_here = (label == NOT_BEAM) & inside
         bins.append({
@@ -166,13 +162,14 @@ def study(events_path: Path, predictions_path: Path) -> dict:
             "impurity_points": 100.0 * int((tagged & cosmic_here).sum()) / max(n_tagged, 1),
         })
     result["by_distance_to_main_beam_cluster"] = bins
-    m = np.concatenate(missed_main)
+    m = np.concatenate(missed_main) if missed_main else np.zeros((0, 3))
+    quantiles = (lambda v: [float(q) for q in np.quantile(v, [0.1, 0.5, 0.9])] if len(v) else None)  # noqa: E731
     result["missed_in_main_cluster"] = {
         "hits": int(len(m)),
-        "p_beam_quantiles_10_50_90": [float(v) for v in np.quantile(m[:, 0], [0.1, 0.5, 0.9])],
-        "particle_hits_quantiles_10_50_90": [float(v) for v in np.quantile(m[:, 1], [0.1, 0.5, 0.9])],
-        "share_within_1_cm_of_a_not_beam_hit": float(np.mean(m[:, 2] < 1.0)),
-        "share_beyond_10_cm_of_any_not_beam_hit": float(np.mean(m[:, 2] >= 10.0)),
+        "p_beam_quantiles_10_50_90": quantiles(m[:, 0]),
+        "particle_hits_quantiles_10_50_90": quantiles(m[:, 1]),
+        "share_within_1_cm_of_a_not_beam_hit": float(np.mean(m[:, 2] < 1.0)) if len(m) else None,
+        "share_beyond_10_cm_of_any_not_beam_hit": float(np.mean(m[:, 2] >= 10.0)) if len(m) else None,
     }
     return result
 

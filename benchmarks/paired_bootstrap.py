@@ -19,28 +19,34 @@ import json
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from protoseg.errors import InputError
 from protoseg.events import open_events
-from protoseg.fileio import write_json
+from protoseg.fileio import open_h5_checked, write_json
+from protoseg.predictions import PREDICTIONS_FORMAT, PREDICTIONS_VERSION
 
 BEAM = 1
 
 
-def event_counts(events_path: Path, predictions_path: Path) -> np.ndarray:
-    """[n_events, 3] beam-hit TP, FP, FN of each event of a hit-level predictions file (rule ``all``)."""
-    with h5py.File(predictions_path, "r") as pred:
-        if pred.attrs.get("format") != "protoseg-predictions" or "hits" not in pred or "pred" not in pred["hits"]:
-            raise InputError("is not a predictions file of a hit-level model (no /hits/pred)", predictions_path)
+def read_hit_predictions(predictions_path: Path, dataset: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """``/hits/<dataset>`` ("pred" or "prob"), ``/hits/offsets`` and the working point (-1: argmax) of a
+    predictions file of a beam3 hit-level model trained under beam-label rule ``all`` (InputError otherwise)."""
+    with open_h5_checked(predictions_path, PREDICTIONS_FORMAT, (PREDICTIONS_VERSION,)) as pred:
+        if "hits" not in pred or dataset not in pred["hits"]:
+            raise InputError(f"is not a predictions file of a hit-level model (no /hits/{dataset})", predictions_path)
         classes = json.loads(pred.attrs["class_names"])
         card = json.loads(pred.attrs.get("model_card", "{}"))
         rule = card.get("input", {}).get("image", {}).get("beam_label_rule") or "all"
-        if classes[BEAM] != "beam" or rule != "all":
+        if len(classes) <= BEAM or classes[BEAM] != "beam" or rule != "all":
             raise InputError(f"needs a beam3 model of beam-label rule 'all' (classes {classes}, rule {rule})", predictions_path)
-        tagged_beam = pred["hits/pred"][:] == BEAM
-        offsets = pred["hits/offsets"][:]
+        return pred["hits"][dataset][:], pred["hits/offsets"][:], float(pred.attrs.get("beam_threshold", -1.0))
+
+
+def event_counts(events_path: Path, predictions_path: Path) -> np.ndarray:
+    """[n_events, 3] beam-hit TP, FP, FN of each event of a hit-level predictions file (rule ``all``)."""
+    hit_class, offsets, _ = read_hit_predictions(predictions_path, "pred")
+    tagged_beam = hit_class == BEAM
     with open_events(events_path) as events:
         if len(events) != len(offsets) - 1 or events.n_hits != len(tagged_beam):
             raise InputError(f"does not match {predictions_path} ({len(events)} events, {events.n_hits} hits)", events_path)
@@ -84,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, required=True, help="seed of the resampling")
     parser.add_argument("--results", type=Path)
     args = parser.parse_args(argv)
+    if args.resamples < 1:
+        parser.error("--resamples must be at least 1")
     try:
         counts = [(event_counts(Path(e), Path(a)), event_counts(Path(e), Path(b))) for e, a, b in args.pair]
     except InputError as error:

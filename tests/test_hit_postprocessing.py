@@ -60,3 +60,27 @@ def test_distance_to_main_cluster_is_zero_inside_and_euclidean_outside():
     distance = post.distance_to_main_cluster(xy, is_beam)
     # hits 0-2 joined within 2 cm form the main cluster; hit 3 is 27 cm from hit 2; hit 4 is 4 cm above hit 2
     np.testing.assert_allclose(distance, [0.0, 0.0, 0.0, 27.0, 4.0])
+
+
+def test_the_study_counts_the_beam_hits_predict_counted_and_refuses_other_files(tmp_path, capsys):
+    import json
+
+    import h5py
+
+    from protoseg.cli import main as protoseg_main
+    from test_hits import tiny_hit_weights
+    from test_inference import tiny_events
+
+    weights = tiny_hit_weights(tmp_path / "run")
+    events = tiny_events(tmp_path / "events.h5")
+    assert protoseg_main(["predict", str(weights), str(events), "-o", str(tmp_path / "p.h5"), "--beam-threshold", "0.4"]) == 0
+    with h5py.File(tmp_path / "p.h5", "r") as handle:
+        counted = json.loads(handle.attrs["hit_metrics"])
+    result = post.study(events, tmp_path / "p.h5")
+    assert result["n_beam_hits"] == counted["beam_hits"] and result["model_working_point"] == pytest.approx(0.4)
+    shares = [row["beam_hit_share"] for row in result["by_distance_to_main_beam_cluster"]]
+    assert sum(shares) == pytest.approx(1.0)  # every beam hit falls in one distance bin
+    assert post.main([str(events), str(events), "--results", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "events.h5" in err[0]
+    assert not (tmp_path / "r.json").exists()

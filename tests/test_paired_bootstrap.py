@@ -42,3 +42,36 @@ def test_the_same_seed_gives_the_same_interval():
     b = rng.integers(1, 50, size=(40, 3)).astype(float)
     first = boot.paired_bootstrap(a, b, resamples=300, seed=11)
     assert first == boot.paired_bootstrap(a, b, resamples=300, seed=11)
+
+
+def test_event_counts_add_up_to_what_predict_counted(tmp_path):
+    import json
+
+    import h5py
+
+    from protoseg.cli import main as protoseg_main
+    from test_hits import tiny_hit_weights
+    from test_inference import tiny_events
+
+    weights = tiny_hit_weights(tmp_path / "run")
+    events = tiny_events(tmp_path / "events.h5")
+    assert protoseg_main(["predict", str(weights), str(events), "-o", str(tmp_path / "p.h5"), "--beam-threshold", "0.4"]) == 0
+    with h5py.File(tmp_path / "p.h5", "r") as handle:
+        counted = json.loads(handle.attrs["hit_metrics"])
+        n_events = len(handle["hits/offsets"]) - 1
+    counts = boot.event_counts(events, tmp_path / "p.h5")
+    assert counts.shape == (n_events, 3)
+    tp, fp, fn = counts.sum(axis=0)
+    assert tp + fn == counted["beam_hits"] and tp + fp == counted["tagged_beam_hits"]
+    assert tp / (tp + fn) == pytest.approx(counted["beam_efficiency"])
+
+
+def test_a_file_that_is_not_predictions_is_refused_in_one_line(tmp_path, capsys):
+    from test_inference import tiny_events
+
+    events = tiny_events(tmp_path / "events.h5")
+    for wrong in (events, tmp_path / "missing.h5"):
+        assert boot.main(["--pair", str(events), str(wrong), str(wrong), "--seed", "1", "--results", str(tmp_path / "r.json")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(wrong) in err[0]
+    assert not (tmp_path / "r.json").exists()
