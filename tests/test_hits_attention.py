@@ -1,6 +1,6 @@
-"""Global attention blocks at the sparse U-Net's coarsest level: their formula, that they start as the
-identity, that a batch's events never see each other, the TorchScript export, and init_from a network
-without them."""
+"""Global attention blocks at the sparse U-Net's coarsest level and after its second-coarsest decoder: their
+formula, that they start as the identity, that a batch's events never see each other, the TorchScript
+export, and init_from a network without them."""
 from __future__ import annotations
 
 import math
@@ -112,3 +112,56 @@ def test_export_with_attention_equals_python(tmp_path):
     assert model.card["architecture"]["options"]["attention_blocks"] == 2
     assert (model.attention[0].out.weight != 0).any()  # the blocks act, so the export must carry them
     assert_torchscript_export_equals_python(model, tmp_path / "hits.pt")
+
+
+def test_decoder_attention_blocks_start_as_the_identity_see_their_level_and_keep_events_apart():
+    torch.manual_seed(0)
+    plain = SparseUNet(5, 3, channels=(4, 8, 8), reps=1, attention_blocks=1, attention_heads=2, grid_rows=40, grid_wires=40).eval()
+    both = SparseUNet(5, 3, channels=(4, 8, 8), reps=1, attention_blocks=1, attention_heads=2, grid_rows=40, grid_wires=40,
+                      decoder_attention_blocks=2).eval()
+    _perturbed(plain.attention, 1)
+    missing, unexpected = both.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(name.startswith("decoder_attention.") for name in missing)
+    # the blocks sit at level 1 of 3 (2 × 2 cells per site), with that level's 8 maps
+    assert both.decoder_attention_level == 1 and both.decoder_attention[0].stride == 2 and both.decoder_attention[0].qkv.in_features == 8
+    a, b = _random_sites(20, 30, 0.2, seed=2), _random_sites(25, 21, 0.2, seed=3)
+    fa, fb = torch.randn(len(a), 5), torch.randn(len(b), 5)
+    with torch.no_grad():
+        assert torch.equal(both(a, fa), plain(a, fa))
+        _perturbed(both.decoder_attention, 4)
+        alone_a, alone_b = both(a, fa), both(b, fb)
+        assert (alone_a - plain(a, fa)).abs().max() > 1e-3
+        together = both(torch.cat([a, b + torch.tensor([1, 0, 0])]), torch.cat([fa, fb]))
+    assert torch.allclose(together[: len(a)], alone_a, atol=1e-5) and torch.allclose(together[len(a):], alone_b, atol=1e-5)
+
+
+def test_decoder_attention_card_refusals_init_from_and_export(tmp_path):
+    from protoseg.training import HitSegmentationModule, _initialise_from
+
+    model = build_model("sparse_unet", num_classes=3, channels=[4, 8], reps=1, decoder_attention_blocks=1, attention_heads=2)
+    assert model.config["decoder_attention_blocks"] == 1 and model.config["attention_blocks"] == 0 and len(model.decoder_attention) == 1
+    assert build_model(**{**model.config, "name": "sparse_unet"}).state_dict().keys() == model.state_dict().keys()
+    assert "decoder_attention_blocks" not in build_model("sparse_unet", channels=[4, 8], reps=1, **ATTENTION).config
+    with pytest.raises(InputError, match="decoder_attention_blocks"):
+        build_model("sparse_unet", channels=[6, 8], reps=1, decoder_attention_blocks=1, attention_heads=4)
+    with pytest.raises(InputError, match="decoder_attention_blocks"):
+        build_model("sparse_unet", channels=[8], reps=1, decoder_attention_blocks=1, attention_heads=2)
+    # a network with coarsest-level blocks given decoder blocks too starts where it was
+    source = tiny_hit_weights(tmp_path / "coarse", **ATTENTION)
+    trained = load_model(source).eval()
+    overrides = ["model.name=sparse_unet", "model.channels=[4, 8]", "model.reps=1", "model.attention_blocks=2",
+                 "model.attention_heads=2", "model.decoder_attention_blocks=1", f"init_from={source}"]
+    module = HitSegmentationModule(apply_overrides(load_config(), overrides), ["background", "beam", "not-beam"])
+    assert _initialise_from(module, str(source)) is True
+    coords = _random_sites(30, 30, 0.2, seed=5)
+    features = torch.randn(len(coords), 5)
+    module.model.eval()
+    with torch.no_grad():
+        assert torch.equal(module.model(coords, features), trained(coords, features))
+    # but not with its coarsest blocks changed at the same time
+    changed = [o.replace("model.attention_blocks=2", "model.attention_blocks=1") for o in overrides]
+    with pytest.raises(InputError, match="init_from"):
+        _initialise_from(HitSegmentationModule(apply_overrides(load_config(), changed), ["background", "beam", "not-beam"]), str(source))
+    exported = load_model(tiny_hit_weights(tmp_path / "run", **ATTENTION, decoder_attention_blocks=1))
+    assert (exported.decoder_attention[0].out.weight != 0).any()
+    assert_torchscript_export_equals_python(exported, tmp_path / "hits.pt")

@@ -128,7 +128,8 @@ def test_fbeta_tversky_formula_and_beta_one_is_dice():
 
 @pytest.mark.parametrize("name,options", [("ce", {}), ("weighted_ce", {"weights": [1, 2, 3, 4, 5, 6]}),
                                           ("epoch_weighted_ce", {"weights": [1, 2, 3, 4, 5, 6]}),
-                                          ("focal", {"alpha": [1, 1, 1, 2, 2, 2]}), ("dice", {}), ("fbeta", {"beta": 0.5})])
+                                          ("focal", {"alpha": [1, 1, 1, 2, 2, 2]}), ("dice", {}), ("fbeta", {"beta": 0.5}),
+                                          ("lovasz", {}), ("weighted_ce_lovasz", {"weights": [1, 2, 3, 4, 5, 6]})])
 def test_any_class_count_and_gradients_flow(name, options):
     logits = torch.randn(2, 6, 5, 4, requires_grad=True)
     target = torch.randint(0, 6, (2, 5, 4))
@@ -138,6 +139,62 @@ def test_any_class_count_and_gradients_flow(name, options):
     assert torch.isfinite(loss)
     assert logits.grad[1].abs().max() == 0  # the ignored image gets no gradient
     assert logits.grad[0].abs().max() > 0
+
+
+def jaccard_loss(mispredicted: set, in_class: set) -> float:
+    """1 − IoU when the pixels of ``mispredicted`` are the errors: |M| / |class ∪ M|."""
+    return len(mispredicted) / len(in_class | mispredicted) if in_class | mispredicted else 0.0
+
+
+def lovasz_by_definition(probabilities, target, n_classes, classes="present"):
+    """Lovász-softmax of one image written out: errors sorted, weights from the Jaccard loss of prefixes."""
+    per_class = []
+    for c in range(n_classes):
+        in_class = {i for i, t in enumerate(target) if t == c}
+        if classes == "present" and not in_class:
+            continue
+        errors = [abs((1.0 if t == c else 0.0) - p[c]) for p, t in zip(probabilities, target)]
+        order = sorted(range(len(errors)), key=lambda i: -errors[i])
+        total = 0.0
+        for k in range(len(order)):
+            total += errors[order[k]] * (jaccard_loss(set(order[:k + 1]), in_class) - jaccard_loss(set(order[:k]), in_class))
+        per_class.append(total)
+    return sum(per_class) / len(per_class)
+
+
+def test_lovasz_on_one_hot_predictions_is_one_minus_iou():
+    # one image of 1×6 pixels; predicted classes 0 0 1 1 2 1 against truth 0 1 1 1 2 2
+    predicted, truth = [0, 0, 1, 1, 2, 1], [0, 1, 1, 1, 2, 2]
+    logits = torch.full((1, 3, 1, 6), -30.0, dtype=torch.float64)
+    for w, c in enumerate(predicted):
+        logits[0, c, 0, w] = 30.0
+    target = torch.tensor([[truth]])
+    iou = [1 / 2, 2 / 4, 1 / 2]  # class 0: {0} / {0, 1}; class 1: {2, 3} / {1, 2, 3, 5}; class 2: {4} / {4, 5}
+    expected = sum(1 - v for v in iou) / 3
+    assert float(build_loss("lovasz")(logits, target)) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("classes", ["present", "all"])
+def test_lovasz_soft_predictions_against_its_definition(classes):
+    # TARGET has class 2 only in the first image, IGNORED_TARGET none: "present" skips it there
+    for target in (TARGET, IGNORED_TARGET):
+        expected = []
+        for n in range(2):
+            kept = [(pixel, t) for pixel, t in pixels(target)[2 * n:2 * n + 2] if t != -100]
+            expected.append(lovasz_by_definition([p for p, _ in kept], [t for _, t in kept], 3, classes))
+        loss = build_loss("lovasz", classes=classes)(LOGITS, target)
+        assert float(loss) == pytest.approx(sum(expected) / 2, rel=1e-12)
+
+
+def test_weighted_ce_lovasz_is_the_sum_of_its_terms():
+    weights = [1.0, 2.0, 0.5]
+    combined = build_loss("weighted_ce_lovasz", weights=weights, normalize="pixels", lovasz_weight=0.7)(LOGITS, TARGET)
+    parts = build_loss("weighted_ce", weights=weights, normalize="pixels")(LOGITS, TARGET) + 0.7 * build_loss("lovasz")(LOGITS, TARGET)
+    assert float(combined) == pytest.approx(float(parts), rel=1e-12)
+    with pytest.raises(InputError, match="lovasz_weight"):
+        build_loss("weighted_ce_lovasz", weights=weights, lovasz_weight=-1)
+    with pytest.raises(InputError, match="classes"):
+        build_loss("lovasz", classes="some")
 
 
 def test_bad_names_and_options_are_refused():

@@ -20,6 +20,15 @@ pixels that are not ignored, M their number):
 * ``dice``: 1 − (1/C) Σ_c (2 Σ p_c y_c + s) / (Σ p_c + Σ y_c + s), sums over the whole batch, s = ``smooth``.
 * ``fbeta`` (beta β, Tversky form): 1 − (1/C) Σ_c ((1+β²) TP_c + s) / ((1+β²) TP_c + β² FN_c + FP_c + s)
   with soft TP_c = Σ p_c y_c, FP_c = Σ p_c (1 − y_c), FN_c = Σ (1 − p_c) y_c; β = 1 is ``dice``.
+* ``lovasz`` (Lovász-softmax, Berman, Rannen Triki & Blaschko, CVPR 2018): per image and class c, the
+  errors e_i = |y_ic − p_ic| sorted decreasingly, Σ_i e_(i) (J_c({1..i}) − J_c({1..i−1})), where J_c(M)
+  = |M| / |{y = c} ∪ M| is the Jaccard loss (1 − IoU) of the set M of pixels taken as mispredicted; the
+  mean over the classes present in the image (``classes="present"``) or all classes (``"all"``), then
+  over the images. It is the convex (Lovász) extension of 1 − IoU: on one-hot predictions it equals the
+  mean of 1 − IoU_c, so it optimises the IoU of each image directly.
+* ``weighted_ce_lovasz`` (weights w, normalize, lovasz_weight λ, classes): ``weighted_ce`` + λ · ``lovasz``,
+  the combination used by LiDAR segmentation networks (the cross-entropy keeps the gradient informative
+  where the Lovász term is flat).
 """
 from __future__ import annotations
 
@@ -33,7 +42,7 @@ from torch import nn
 from protoseg.errors import InputError
 
 __all__ = ["CrossEntropyLoss", "DiceLoss", "EpochWeightedCrossEntropyLoss", "FBetaLoss", "FocalLoss",
-           "WeightedCrossEntropyLoss", "build_loss", "list_losses"]
+           "LovaszSoftmaxLoss", "WeightedCrossEntropyLoss", "WeightedCELovaszLoss", "build_loss", "list_losses"]
 
 DEFAULT_IGNORE_INDEX = -100
 
@@ -192,6 +201,65 @@ class FBetaLoss(nn.Module):
         return 1 - score.mean()
 
 
+def _lovasz_jaccard_steps(truth_sorted: torch.Tensor) -> torch.Tensor:
+    """J({1..i}) − J({1..i−1}) for the Jaccard loss J of the i pixels with the largest errors, given their
+    truth (1 in the class, 0 not) in that order: the weights of the Lovász extension."""
+    n_true = truth_sorted.sum()
+    intersection = n_true - truth_sorted.cumsum(0)
+    union = n_true + (1 - truth_sorted).cumsum(0)  # >= 1 from the first pixel on
+    jaccard = 1 - intersection / union
+    return torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
+
+
+class LovaszSoftmaxLoss(nn.Module):
+    """Lovász-softmax: the convex extension of 1 − IoU per image and class (see module doc)."""
+
+    def __init__(self, classes: str = "present", ignore_index: int = DEFAULT_IGNORE_INDEX) -> None:
+        super().__init__()
+        if classes not in ("present", "all"):
+            raise InputError(f"classes must be 'present' or 'all', got {classes!r}")
+        self.classes = classes
+        self.ignore_index = ignore_index
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        _check_shapes(logits, target)
+        n_classes = logits.shape[1]
+        prob = logits.softmax(dim=1)
+        per_image = []
+        for image_prob, image_target in zip(prob, target):
+            valid = image_target != self.ignore_index
+            p = image_prob.reshape(n_classes, -1)[:, valid.reshape(-1)]
+            t = image_target.reshape(-1)[valid.reshape(-1)]
+            per_class = []
+            for c in range(n_classes):
+                truth = (t == c).to(p.dtype)
+                if self.classes == "present" and not bool(truth.any()):
+                    continue
+                errors, order = torch.sort((truth - p[c]).abs(), descending=True)
+                per_class.append(torch.dot(errors, _lovasz_jaccard_steps(truth[order])))
+            if per_class:
+                per_image.append(torch.stack(per_class).mean())
+        if not per_image:  # nothing to score: a zero that still carries the graph
+            return logits.sum() * 0.0
+        return torch.stack(per_image).mean()
+
+
+class WeightedCELovaszLoss(nn.Module):
+    """``weighted_ce`` + ``lovasz_weight`` × ``lovasz`` (see module doc)."""
+
+    def __init__(self, weights: Sequence[float], lovasz_weight: float = 1.0, normalize: str = "weights",
+                 classes: str = "present", ignore_index: int = DEFAULT_IGNORE_INDEX) -> None:
+        super().__init__()
+        if not (float(lovasz_weight) >= 0 and float(lovasz_weight) < float("inf")):
+            raise InputError(f"lovasz_weight must be a finite number >= 0, got {lovasz_weight}")
+        self.cross_entropy = WeightedCrossEntropyLoss(weights, ignore_index=ignore_index, normalize=normalize)
+        self.lovasz = LovaszSoftmaxLoss(classes=classes, ignore_index=ignore_index)
+        self.lovasz_weight = float(lovasz_weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.cross_entropy(logits, target) + self.lovasz_weight * self.lovasz(logits, target)
+
+
 _LOSSES: dict[str, type[nn.Module]] = {
     "ce": CrossEntropyLoss,
     "weighted_ce": WeightedCrossEntropyLoss,
@@ -199,6 +267,8 @@ _LOSSES: dict[str, type[nn.Module]] = {
     "focal": FocalLoss,
     "dice": DiceLoss,
     "fbeta": FBetaLoss,
+    "lovasz": LovaszSoftmaxLoss,
+    "weighted_ce_lovasz": WeightedCELovaszLoss,
 }
 
 
@@ -210,9 +280,10 @@ def list_losses() -> list[str]:
 def build_loss(name: str, **options: Any) -> nn.Module:
     """Build a loss by name (see the module docstring for names, options and formulas).
 
-    Options: ignore_index (all); weights (weighted_ce, epoch_weighted_ce; required); normalize
-    ("weights" or "pixels"); ramp_epochs, schedule (epoch_weighted_ce); alpha, gamma (focal);
-    smooth (dice, fbeta); beta (fbeta). Unknown names or options raise InputError.
+    Options: ignore_index (all); weights (weighted_ce, epoch_weighted_ce, weighted_ce_lovasz; required);
+    normalize ("weights" or "pixels"); ramp_epochs, schedule (epoch_weighted_ce); alpha, gamma (focal);
+    smooth (dice, fbeta); beta (fbeta); classes (lovasz, weighted_ce_lovasz); lovasz_weight
+    (weighted_ce_lovasz). Unknown names or options raise InputError.
     """
     try:
         cls = _LOSSES[name]

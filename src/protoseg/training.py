@@ -487,10 +487,13 @@ def _initialise_from(module: SegmentationModule, source: str) -> bool:
         plain.pop("in_channels", None)
         return plain
 
+    # attention block kinds of the hit-level network, and the prefix of their weights
+    attention_kinds = {"attention_blocks": "attention.", "decoder_attention_blocks": "decoder_attention."}
+
     def without_attention(architecture: dict[str, Any]) -> dict[str, Any]:
         plain = network(architecture)
-        plain.get("options", {}).pop("attention_blocks", None)
-        plain.get("options", {}).pop("attention_heads", None)
+        for option in (*attention_kinds, "attention_heads"):
+            plain.get("options", {}).pop(option, None)
         return plain
 
     trained = load_model(source)
@@ -498,19 +501,26 @@ def _initialise_from(module: SegmentationModule, source: str) -> bool:
     mine = network(architecture_of(module.config, module.num_classes, module.model))
     state = trained.state_dict()
     theirs_arch = network(card.get("architecture", {}))
-    # A hit-level network without attention blocks into the same one with them: the blocks start as the
-    # identity (protoseg.models.sparse_unet.GlobalAttention), so the new network starts as the trained one.
-    adds_attention = (not theirs_arch.get("options", {}).get("attention_blocks") and mine.get("options", {}).get("attention_blocks")
-                      and without_attention(theirs_arch) == without_attention(mine))
+    # A hit-level network without (some kind of) attention blocks into the same one with them: new blocks
+    # start as the identity (protoseg.models.sparse_unet.GlobalAttention), so the new network starts as the
+    # trained one. Blocks it already has must be kept as they are (same number, same heads).
+    theirs_options, mine_options = theirs_arch.get("options", {}), mine.get("options", {})
+    added = [kind for kind in attention_kinds if not theirs_options.get(kind) and mine_options.get(kind)]
+    kept = [kind for kind in attention_kinds if theirs_options.get(kind)]
+    adds_attention = (bool(added) and without_attention(theirs_arch) == without_attention(mine)
+                      and all(theirs_options.get(kind) == mine_options.get(kind) for kind in kept)
+                      and (not kept or theirs_options.get("attention_heads") == mine_options.get("attention_heads")))
     if adds_attention:
         if list(card.get("classes", [])) != module.class_names:
             raise InputError(f"init_from: it predicts {card.get('classes')}, the data has {module.class_names}: attention blocks "
                              "are added to a network of the same classes only", source)
         missing, unexpected = module.model.load_state_dict(state, strict=False)
-        if unexpected or any(not name.startswith("attention.") for name in missing):
+        new_prefixes = tuple(attention_kinds[kind] for kind in added)
+        if unexpected or any(not name.startswith(new_prefixes) for name in missing):
             raise InputError(f"init_from: its weights do not fit the configured network ({(unexpected or missing)[0]})", source)
-        print(f"init_from {source}: the same network without attention blocks; its weights copied, "
-              f"{mine['options']['attention_blocks']} attention blocks added as the identity", flush=True)
+        print(f"init_from {source}: the same network with fewer attention blocks; its weights copied, "
+              + ", ".join(f"{mine_options[kind]} {kind.replace('_blocks', '')} blocks" for kind in added) + " added as the identity",
+              flush=True)
         return True
     if theirs_arch != mine:
         old_features = list(theirs_arch.get("options", {}).get("features") or [])

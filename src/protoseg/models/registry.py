@@ -56,7 +56,8 @@ _REGISTRY: dict[str, ModelSpec] = {
                   defaults={**_TIRAMISU_DEFAULTS, "growth_rate": 16}, required=("down_blocks", "bottleneck_layers")),
         ModelSpec("sparse_unet", "submanifold sparse U-Net over the hits at full resolution (protoseg.models.sparse_unet)",
                   defaults={"channels": (16, 32, 48, 64, 80, 96, 112), "reps": 2, "features": list(_SITE_FEATURES),
-                            "ticks_per_row": 6, "attention_blocks": 0, "attention_heads": 4},
+                            "ticks_per_row": 6, "attention_blocks": 0, "attention_heads": 4,
+                            "decoder_attention_blocks": 0},
                   kind="hits"),
     ]
 }
@@ -98,14 +99,22 @@ def _build_sparse(spec: ModelSpec, in_channels: int, num_classes: int, memory_ef
     if attention_blocks < 0 or attention_heads < 1 or channels[-1] % attention_heads:
         raise InputError(f"model {spec.name!r}: attention_blocks must be >= 0 and attention_heads divide the coarsest "
                          f"level's {channels[-1]} maps; got {attention_blocks} and {attention_heads}")
+    decoder_attention_blocks = int(resolved["decoder_attention_blocks"])
+    if decoder_attention_blocks and (decoder_attention_blocks < 0 or len(channels) < 2 or channels[-2] % attention_heads):
+        raise InputError(f"model {spec.name!r}: decoder_attention_blocks must be >= 0, needs >= 2 levels, and attention_heads must "
+                         f"divide the second-coarsest level's maps; got {decoder_attention_blocks}, channels {list(channels)}, "
+                         f"{attention_heads} heads")
     grid = HitGrid(int(resolved["ticks_per_row"]))  # refuses an impossible grid
     model = SparseUNet(len(features), num_classes, channels, int(resolved["reps"]), memory_efficient=memory_efficient,
-                       attention_blocks=attention_blocks, attention_heads=attention_heads, grid_rows=grid.n_rows, grid_wires=grid.n_wires)
+                       attention_blocks=attention_blocks, attention_heads=attention_heads, grid_rows=grid.n_rows, grid_wires=grid.n_wires,
+                       decoder_attention_blocks=decoder_attention_blocks)
     model.config = {"name": spec.name, "in_channels": len(features), "num_classes": int(num_classes),
                     "memory_efficient": bool(memory_efficient), "channels": list(channels), "reps": int(resolved["reps"]),
                     "features": list(features), "ticks_per_row": int(resolved["ticks_per_row"])}
-    if attention_blocks:  # absent when 0: the cards of networks without attention stay as they were
+    if attention_blocks or decoder_attention_blocks:  # absent when 0: the cards of networks without attention stay as they were
         model.config.update(attention_blocks=attention_blocks, attention_heads=attention_heads)
+    if decoder_attention_blocks:
+        model.config.update(decoder_attention_blocks=decoder_attention_blocks)
     return model
 
 

@@ -64,16 +64,17 @@ def _coarsen(coords: torch.Tensor, n_batch: int, height: int, width: int) -> Tup
     return coarse, parent, place
 
 
-def build_rulebooks(coords: torch.Tensor, levels: int) -> Tuple[List[torch.Tensor], List[torch.Tensor], List[torch.Tensor], torch.Tensor]:
+def build_rulebooks(coords: torch.Tensor, levels: int) -> Tuple[List[torch.Tensor], List[torch.Tensor], List[torch.Tensor], List[torch.Tensor]]:
     """Per level: the 3×3 neighbour table; per level change: the child table [S', 4] and each fine site's
-    slot ``parent·4 + place`` in it; and the coordinates of the coarsest level's sites. Coordinates are
-    (batch, row, wire), non-negative."""
+    slot ``parent·4 + place`` in it; per level: the coordinates of its sites (finest first, the input's).
+    Coordinates are (batch, row, wire), non-negative."""
     n_batch = int(coords[:, 0].max()) + 1 if coords.shape[0] > 0 else 1
     height = int(coords[:, 1].max()) + 1 if coords.shape[0] > 0 else 1
     width = int(coords[:, 2].max()) + 1 if coords.shape[0] > 0 else 1
     neighbours: List[torch.Tensor] = []
     children: List[torch.Tensor] = []
     slots: List[torch.Tensor] = []
+    level_coords: List[torch.Tensor] = [coords]
     for level in range(levels):
         neighbours.append(_neighbour_table(coords, n_batch, height, width))
         if level == levels - 1:
@@ -85,9 +86,10 @@ def build_rulebooks(coords: torch.Tensor, levels: int) -> Tuple[List[torch.Tenso
         children.append(table.view(-1, 4))
         slots.append(slot)
         coords = coarse
+        level_coords.append(coarse)
         height = (height + 1) // 2
         width = (width + 1) // 2
-    return neighbours, children, slots, coords
+    return neighbours, children, slots, level_coords
 
 
 def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -261,7 +263,7 @@ class GlobalAttention(nn.Module):
     def __init__(self, channels: int, heads: int, stride: int, grid_rows: int, grid_wires: int, frequencies: int = 6) -> None:
         super().__init__()
         if heads < 1 or channels % heads != 0:
-            raise ValueError(f"attention heads ({heads}) must divide the coarsest level's maps ({channels})")
+            raise ValueError(f"attention heads ({heads}) must divide the level's maps ({channels})")
         self.heads = int(heads)
         self.stride = int(stride)
         self.grid_rows = int(grid_rows)
@@ -305,11 +307,14 @@ class SparseUNet(nn.Module):
             their gathered inputs (torch.utils.checkpoint): less memory for events with many hits, same gradients.
         attention_blocks: :class:`GlobalAttention` blocks after the coarsest level's convolutions (0: none),
             with ``attention_heads`` heads; ``grid_rows`` × ``grid_wires`` is the full grid (for their positions).
+        decoder_attention_blocks: :class:`GlobalAttention` blocks after the decoder of the second-coarsest
+            level (sites of 32 × 32 cells, ~15 cm at the default grid; 0: none), with ``attention_heads`` heads:
+            where the coarsest blocks see the event in ~30 cm squares that mix tracks, these see it at half that.
     """
 
     def __init__(self, in_features: int, num_classes: int, channels: Tuple[int, ...] = (16, 32, 48, 64, 80, 96, 112),
                  reps: int = 2, memory_efficient: bool = False, attention_blocks: int = 0, attention_heads: int = 4,
-                 grid_rows: int = 1000, grid_wires: int = 1440) -> None:
+                 grid_rows: int = 1000, grid_wires: int = 1440, decoder_attention_blocks: int = 0) -> None:
         super().__init__()
         self.memory_efficient = bool(memory_efficient)
         if len(channels) < 1 or any(c < 1 for c in channels) or reps < 1 or in_features < 1 or num_classes < 1:
@@ -326,16 +331,22 @@ class SparseUNet(nn.Module):
             raise ValueError(f"attention_blocks must be >= 0; got {attention_blocks}")
         self.attention = nn.ModuleList([GlobalAttention(channels[-1], attention_heads, 2 ** (self.levels - 1), grid_rows, grid_wires)
                                         for _ in range(attention_blocks)])
+        if decoder_attention_blocks < 0 or (decoder_attention_blocks and self.levels < 2):
+            raise ValueError(f"decoder_attention_blocks must be >= 0, and needs >= 2 levels; got {decoder_attention_blocks}")
+        self.decoder_attention_level = max(self.levels - 2, 0)
+        self.decoder_attention = nn.ModuleList([GlobalAttention(channels[self.decoder_attention_level], attention_heads,
+                                                                2 ** self.decoder_attention_level, grid_rows, grid_wires)
+                                                for _ in range(decoder_attention_blocks)])
 
     def forward(self, coords: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        neighbours, children, slots, coarsest = build_rulebooks(coords, self.levels)
+        neighbours, children, slots, level_coords = build_rulebooks(coords, self.levels)
         x = torch.relu(self.stem_norm(self.stem(features)))
         skips: List[torch.Tensor] = []
         for level, encoder in enumerate(self.encoders):
             x = encoder(x, neighbours[level])
             if level == self.levels - 1:
                 for block in self.attention:
-                    x = block(x, coarsest)
+                    x = block(x, level_coords[level])
             else:
                 skips.append(x)
                 for i, down in enumerate(self.downs):  # TorchScript indexes a ModuleList only in a loop
@@ -348,6 +359,9 @@ class SparseUNet(nn.Module):
             for i, decoder in enumerate(self.decoders):
                 if i == level:
                     x = decoder(torch.cat([skips[level], x], dim=1), neighbours[level])
+            if level == self.decoder_attention_level:
+                for block in self.decoder_attention:
+                    x = block(x, level_coords[level])
         return self.classifier(x)
 
 
