@@ -1,11 +1,11 @@
 """Time to quality: hit-level beam efficiency and purity against training time, for the hit-level network
 (every checkpoint its runs kept: stage 1, configs/hits-cpu.yaml, then stage 2, configs/hits-cpu-stage2.yaml,
-whose last weights were `default` 2.1.0, then stage 3, configs/hits-cpu-att-stage3.yaml, `default` 2.2.0) and for the image networks `tiramisu-gpu` (GPU)
+whose last weights were `default` 2.1.0, then stage 3, configs/hits-cpu-decatt-stage3.yaml, `default` 2.3.0) and for the image networks `tiramisu-gpu` (GPU)
 and `default-cpu`, all on the same events, which no training saw.
 
     python benchmarks/time_to_quality.py runs/hits [runs/hits-stage2 ...] EVENTS.h5 [--events 60] [--models tiramisu-gpu default-cpu]
     python benchmarks/time_to_quality.py --plot-only      # redraw docs/time-to-quality.png from the results
-    python benchmarks/time_to_quality.py --extend runs/hits-att-stage3 EVENTS.h5   # one more stage onto the results
+    python benchmarks/time_to_quality.py --extend runs/hits-decatt-stage3 EVENTS.h5   # one more stage onto the results
 
 ``--extend`` adds the checkpoints of a later stage to the curve already in the results file (scored on the
 same first events of the same events file), counted on from the curve's last point, which is the end of

@@ -571,6 +571,39 @@ def paired_bootstrap(path: str, label_a: str, label_b: str) -> Callable[[], list
     return build
 
 
+def paired_levers(entries: tuple[tuple[str, str], ...], label_a: str) -> Callable[[], list[str]]:
+    """Several ``benchmarks/paired_bootstrap.py`` results against one model A on the same events: one row per
+    model B (its label, then its pooled beam scores and B − A in beam-hit IoU with the 95% interval)."""
+    def build() -> list[str]:
+        rows, events = [], None
+        for label, path in entries:
+            d = load(path)
+            events = events or f"{d['events']} events ({len(d['pairs'])} seeds), resampled {d['resamples']} times"
+            iou, eff, pur = (d["scores"][k] for k in ("beam_iou", "beam_efficiency", "beam_purity"))
+            rows.append([label, f"{pair(eff['b'], pur['b'])}", n(iou["b"], 4), f"{100 * iou['difference']:+.2f}",
+                         f"{100 * iou['interval_95'][0]:+.2f} to {100 * iou['interval_95'][1]:+.2f}",
+                         f"{100 * iou['share_of_resamples_b_above_a']:.1f}%"])
+        first = load(entries[0][1])["scores"]
+        rows.insert(0, [label_a, pair(first["beam_efficiency"]["a"], first["beam_purity"]["a"]), n(first["beam_iou"]["a"], 4), "", "", ""])
+        return table(["network (working point)", "beam hits: efficiency / purity", "beam-hit IoU", "IoU − the first row's (points)",
+                      "95% interval (points)", "resamples ahead"], rows) + [
+            "", f"Pooled over {events} with replacement, the same draw for every pair."]
+    return build
+
+
+def working_points_at(entries: tuple[tuple[str, str, float], ...], what: str) -> Callable[[], list[str]]:
+    """One row per ``benchmarks/working_point.py`` result (label, file, the model's working point): beam hits at that point."""
+    def build() -> list[str]:
+        rows, events = [], None
+        for label, path, threshold in entries:
+            d = load(path)
+            events = events or Path(d["events"]).name
+            point = next(p for p in d["points"] if abs(p["beam_threshold"] - threshold) < 1e-9)
+            rows.append([label, f"{threshold:.2f}", f"{d['beam_hits']:,}", pair(point["beam_efficiency"], point["beam_purity"])])
+        return table(["network", "working point P(beam) ≥", "beam hits", f"beam hits: efficiency / purity"], rows) + ["", f"{what} ({events})."]
+    return build
+
+
 def hit_variants(path: str, rule: str = "all") -> Callable[[], list[str]]:
     """A ``benchmarks/hit_variants.py`` comparison: each network at its own working point, on every reporting seed,
     beam hits scored under ``rule`` (``all`` or ``2018``)."""
@@ -636,6 +669,22 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[[], list[str]]]] = {
     "hits-attention-stage3": (("benchmarks/results/hits_attention_stage3.json",), hit_variants("benchmarks/results/hits_attention_stage3.json")),
     "paired-attention-stage3": (("benchmarks/results/paired_attention_stage3.json",),
                                 paired_bootstrap("benchmarks/results/paired_attention_stage3.json", "2.1.0", "2.2.0")),
+    "paired-default-unbiased": (("benchmarks/results/paired_default_2.3.0_vs_2.2.0_unbiased.json",),
+                                paired_bootstrap("benchmarks/results/paired_default_2.3.0_vs_2.2.0_unbiased.json", "2.2.0", "2.3.0")),
+    "stage3-levers": (("benchmarks/results/paired_stage3_decoder_attention.json", "benchmarks/results/paired_stage3_lovasz.json",
+                       "benchmarks/results/paired_stage3_decoder_attention_lovasz_mu10.json"),
+                      paired_levers((("decoder attention: 2.3.0 (P ≥ 0.65)", "benchmarks/results/paired_stage3_decoder_attention.json"),
+                                     ("Lovász-softmax added to the loss (P ≥ 0.60)", "benchmarks/results/paired_stage3_lovasz.json"),
+                                     ("both, on muon-enriched events (P ≥ 0.65)", "benchmarks/results/paired_stage3_decoder_attention_lovasz_mu10.json")),
+                                    "2.2.0 (P ≥ 0.50)")),
+    "beam-muon-events": (("benchmarks/results/beam_muons-2.2.0-seed1313.json", "benchmarks/results/beam_muons-decoder-attention-seed1313.json",
+                          "benchmarks/results/beam_muons-lovasz-seed1313.json", "benchmarks/results/beam_muons-decoder-attention-lovasz-mu10-seed1313.json"),
+                         working_points_at((("2.2.0", "benchmarks/results/beam_muons-2.2.0-seed1313.json", 0.50),
+                                            ("decoder attention: 2.3.0", "benchmarks/results/beam_muons-decoder-attention-seed1313.json", 0.65),
+                                            ("Lovász-softmax added to the loss", "benchmarks/results/beam_muons-lovasz-seed1313.json", 0.60),
+                                            ("both, on muon-enriched events", "benchmarks/results/beam_muons-decoder-attention-lovasz-mu10-seed1313.json", 0.65)),
+                                           "60 events whose beam particle is a 7 GeV/c μ⁺, with cosmics and halo as usual "
+                                           "(`simulate -n 60 --seed 1313 --set 'sources.beam_composition=[0,0,0,0,1]'`)")),
     "hit-postprocessing": (("benchmarks/results/hit_postprocessing-default-seed7117.json",), hit_postprocessing),
     "hit-error-distance": (("benchmarks/results/hit_postprocessing-default-seed7117.json",), hit_error_distance),
 }

@@ -80,7 +80,7 @@ def test_readme_links_point_to_files_that_exist():
     assert not missing, missing
 
 
-DEFAULT_HEADLINE_SEED = 1357  # simulated after default 2.2.0 was chosen: no training or decision saw it
+DEFAULT_HEADLINE_SEED = 1357  # no training or decision of default (2.2.0, 2.3.0) saw it
 
 
 def test_readme_headline_of_default_is_its_metrics_json():
