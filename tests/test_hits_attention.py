@@ -27,6 +27,20 @@ def _perturbed(block: torch.nn.Module, seed: int) -> None:
             parameter.add_(0.3 * torch.randn(parameter.shape, generator=generator))
 
 
+def _assert_identity_then_acting_with_events_apart(new: SparseUNet, old: SparseUNet, blocks: torch.nn.Module) -> None:
+    """``new`` (``old``'s weights loaded, ``blocks`` still as initialised) equals ``old``; once ``blocks`` get
+    weights it differs, and two events run together give what each gives alone."""
+    a, b = _random_sites(20, 30, 0.2, seed=2), _random_sites(25, 21, 0.2, seed=3)
+    fa, fb = torch.randn(len(a), 5), torch.randn(len(b), 5)
+    with torch.no_grad():
+        assert torch.equal(new(a, fa), old(a, fa))
+        _perturbed(blocks, 4)
+        alone_a, alone_b = new(a, fa), new(b, fb)
+        assert (alone_a - old(a, fa)).abs().max() > 1e-3  # the blocks now act
+        together = new(torch.cat([a, b + torch.tensor([1, 0, 0])]), torch.cat([fa, fb]))
+    assert torch.allclose(together[: len(a)], alone_a, atol=1e-5) and torch.allclose(together[len(a):], alone_b, atol=1e-5)
+
+
 def test_attention_block_equals_its_formula_per_event():
     torch.manual_seed(0)
     block = GlobalAttention(channels=4, heads=2, stride=8, grid_rows=40, grid_wires=48, frequencies=3).eval()
@@ -66,15 +80,7 @@ def test_new_attention_blocks_are_the_identity_and_events_do_not_interact():
     with_attention = SparseUNet(5, 3, channels=(4, 8, 8), reps=1, attention_blocks=2, attention_heads=2, grid_rows=40, grid_wires=40).eval()
     missing, unexpected = with_attention.load_state_dict(plain.state_dict(), strict=False)
     assert not unexpected and missing and all(name.startswith("attention.") for name in missing)
-    a, b = _random_sites(20, 30, 0.2, seed=2), _random_sites(25, 21, 0.2, seed=3)
-    fa, fb = torch.randn(len(a), 5), torch.randn(len(b), 5)
-    with torch.no_grad():
-        assert torch.equal(with_attention(a, fa), plain(a, fa))
-        _perturbed(with_attention.attention, 4)
-        alone_a, alone_b = with_attention(a, fa), with_attention(b, fb)
-        assert (alone_a - plain(a, fa)).abs().max() > 1e-3  # the blocks now act
-        together = with_attention(torch.cat([a, b + torch.tensor([1, 0, 0])]), torch.cat([fa, fb]))
-    assert torch.allclose(together[: len(a)], alone_a, atol=1e-5) and torch.allclose(together[len(a):], alone_b, atol=1e-5)
+    _assert_identity_then_acting_with_events_apart(with_attention, plain, with_attention.attention)
 
 
 def test_registry_card_and_refusals_with_attention():
@@ -124,15 +130,7 @@ def test_decoder_attention_blocks_start_as_the_identity_see_their_level_and_keep
     assert not unexpected and missing and all(name.startswith("decoder_attention.") for name in missing)
     # the blocks sit at level 1 of 3 (2 × 2 cells per site), with that level's 8 maps
     assert both.decoder_attention_level == 1 and both.decoder_attention[0].stride == 2 and both.decoder_attention[0].qkv.in_features == 8
-    a, b = _random_sites(20, 30, 0.2, seed=2), _random_sites(25, 21, 0.2, seed=3)
-    fa, fb = torch.randn(len(a), 5), torch.randn(len(b), 5)
-    with torch.no_grad():
-        assert torch.equal(both(a, fa), plain(a, fa))
-        _perturbed(both.decoder_attention, 4)
-        alone_a, alone_b = both(a, fa), both(b, fb)
-        assert (alone_a - plain(a, fa)).abs().max() > 1e-3
-        together = both(torch.cat([a, b + torch.tensor([1, 0, 0])]), torch.cat([fa, fb]))
-    assert torch.allclose(together[: len(a)], alone_a, atol=1e-5) and torch.allclose(together[len(a):], alone_b, atol=1e-5)
+    _assert_identity_then_acting_with_events_apart(both, plain, both.decoder_attention)
 
 
 def test_decoder_attention_card_refusals_init_from_and_export(tmp_path):

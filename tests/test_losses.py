@@ -191,8 +191,9 @@ def test_weighted_ce_lovasz_is_the_sum_of_its_terms():
     combined = build_loss("weighted_ce_lovasz", weights=weights, normalize="pixels", lovasz_weight=0.7)(LOGITS, TARGET)
     parts = build_loss("weighted_ce", weights=weights, normalize="pixels")(LOGITS, TARGET) + 0.7 * build_loss("lovasz")(LOGITS, TARGET)
     assert float(combined) == pytest.approx(float(parts), rel=1e-12)
-    with pytest.raises(InputError, match="lovasz_weight"):
-        build_loss("weighted_ce_lovasz", weights=weights, lovasz_weight=-1)
+    for bad in (-1, "heavy", float("nan")):
+        with pytest.raises(InputError, match="lovasz_weight"):
+            build_loss("weighted_ce_lovasz", weights=weights, lovasz_weight=bad)
     with pytest.raises(InputError, match="classes"):
         build_loss("lovasz", classes="some")
 

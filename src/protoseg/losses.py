@@ -250,11 +250,15 @@ class WeightedCELovaszLoss(nn.Module):
     def __init__(self, weights: Sequence[float], lovasz_weight: float = 1.0, normalize: str = "weights",
                  classes: str = "present", ignore_index: int = DEFAULT_IGNORE_INDEX) -> None:
         super().__init__()
-        if not (float(lovasz_weight) >= 0 and float(lovasz_weight) < float("inf")):
-            raise InputError(f"lovasz_weight must be a finite number >= 0, got {lovasz_weight}")
+        try:
+            weight = float(lovasz_weight)
+        except (TypeError, ValueError):
+            weight = float("nan")
+        if not 0 <= weight < float("inf"):
+            raise InputError(f"lovasz_weight must be a finite number >= 0, got {lovasz_weight!r}")
         self.cross_entropy = WeightedCrossEntropyLoss(weights, ignore_index=ignore_index, normalize=normalize)
         self.lovasz = LovaszSoftmaxLoss(classes=classes, ignore_index=ignore_index)
-        self.lovasz_weight = float(lovasz_weight)
+        self.lovasz_weight = weight
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.cross_entropy(logits, target) + self.lovasz_weight * self.lovasz(logits, target)
