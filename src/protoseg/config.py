@@ -51,6 +51,10 @@ DEFAULTS: dict[str, Any] = {
         # leaves the hits the 2018 rule drops in the input but out of the loss and the validation metrics.
         # An image file carries the rule it was made with (protoseg images --beam-label-rule).
         "beam_label_rule": "all",
+        # Hit-level networks, rule all: the fraction of training events whose not-beam and noise hits are
+        # swapped for those of another training event (chosen from the seed, the epoch and the event), so
+        # that the same beam interactions meet other cosmic rays each epoch. 0 = the events as simulated.
+        "overlay_fraction": 0.0,
     },
     "model": {"name": "fcdensenet103", "memory_efficient": False},
     "loss": {"name": "ce"},
@@ -118,6 +122,7 @@ _RANGES: dict[str, tuple[float, float | None, bool]] = {
     "data.batch_size": (1, None, True),
     "data.num_workers": (0, None, True),
     "data.validation_events": (1, None, True),
+    "data.overlay_fraction": (0.0, 1.0, True),
     "optim.lr": (0.0, 10.0, False),
     "optim.weight_decay": (0.0, 1.0, True),
     "optim.momentum": (0.0, 1.0, True),

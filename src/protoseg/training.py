@@ -412,6 +412,8 @@ def _hit_data_info(path: Path, config: dict[str, Any]) -> tuple[list[str], dict[
     info = {"kind": "events", "file": str(path), "label_scheme": data_cfg["label_scheme"], "beam_label_rule": data_cfg["beam_label_rule"],
             "grid": grid.as_dict(),
             "features": list(features), "seed": (sim.get("run") or {}).get("seed") if isinstance(sim.get("run"), dict) else None}
+    if data_cfg["overlay_fraction"] > 0:
+        info["overlay_fraction"] = float(data_cfg["overlay_fraction"])
     if data_cfg["validation_path"]:
         info["validation_file"] = str(data_cfg["validation_path"])
     else:
@@ -426,7 +428,8 @@ def _hit_datamodule(path: Path, config: dict[str, Any]):
     data_cfg = config["data"]
     return HitDataModule(path, validation_events=data_cfg["validation_events"], validation_path=data_cfg["validation_path"],
                          batch_size=data_cfg["batch_size"], num_workers=data_cfg["num_workers"], grid=grid, features=features,
-                         label_scheme=data_cfg["label_scheme"], seed=config["seed"], beam_label_rule=data_cfg["beam_label_rule"])
+                         label_scheme=data_cfg["label_scheme"], seed=config["seed"], beam_label_rule=data_cfg["beam_label_rule"],
+                         overlay_fraction=data_cfg["overlay_fraction"])
 
 
 def _median_weights(path: Path, num_classes: int, block: int = 64) -> list[float]:
@@ -614,6 +617,9 @@ def train(config: dict[str, Any], resume: bool = True) -> TrainResult:
     if not hit_model and data_cfg["beam_label_rule"] != "all":
         raise InputError("data.beam_label_rule applies to hit-level networks trained on events files; an image file "
                          "carries the rule it was made with (protoseg images --beam-label-rule)", data_path)
+    if data_cfg["overlay_fraction"] > 0 and (not hit_model or data_cfg["beam_label_rule"] != "all"):
+        raise InputError("data.overlay_fraction swaps the not-beam hits of events: it applies to hit-level networks "
+                         "trained on events files under beam label rule 'all'", data_path)
     class_names, data_info = _hit_data_info(data_path, config) if hit_model else _data_info(data_path)
     if config["loss"].get("weights") == "median" and hit_model:
         raise InputError("loss weights 'median' are the image classes' pixel weights; give a hit-level model its weights as a list")

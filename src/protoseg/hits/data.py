@@ -11,6 +11,14 @@ hadronic descendants, of any particle that is not a generator primary: ``protose
 their place in the input, so the network sees the whole event as it will on data, but carry the label
 ``IGNORE_LABEL``: the loss and the validation metrics do not count them.
 
+With ``overlay_fraction`` f > 0 (training only, rule ``all``), a fraction f of the training events are
+*overlays*: the event's beam hits with the not-beam and noise hits of another training event, drawn from
+``(seed, epoch, event)``. Beam, halo and cosmic rays are independent in the detector and share the
+trigger's clock, so an overlay is an event that could have happened: each epoch the same beam
+interactions meet other cosmic rays, against a network that memorises its few thousand events. Hits
+that overlapped in the source events stay as the simulation labelled them (a beam hit merged into a
+larger cosmic one is missing from the overlay, as it is from the truth of the event it came from).
+
 Workers open the HDF5 file lazily, on their first read: no open handle is ever pickled.
 """
 from __future__ import annotations
@@ -25,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from protoseg.data import EpochSeededSampler
 from protoseg.errors import InputError
+from protoseg.events.format import LABEL_BEAM
 from protoseg.hits.sites import DEFAULT_FEATURES, HitGrid, event_sites
 from protoseg.images.grid import check_hit_values
 from protoseg.images.labels import BEAM_LABEL_RULES, LABEL_SCHEMES, apply_beam_label_rule, hit_labels
@@ -34,13 +43,15 @@ __all__ = ["HitEventsDataset", "HitDataModule", "collate_sites", "HIT_COLUMNS", 
 
 HIT_COLUMNS = ("wire", "tick", "integral", "rms", "label", "pdg")
 IGNORE_LABEL = DEFAULT_IGNORE_INDEX  # a site the beam label rule drops: no loss, no metric
+_OVERLAY_STREAM = 0x0E7E  # keeps the overlay draws apart from the sampler's shuffle of the same (seed, epoch)
 
 
 class HitEventsDataset(Dataset):
     """Events ``indices`` of an events file as sites: ``(coords int64 [S, 2], features float32 [S, F], label int64 [S])``."""
 
     def __init__(self, path: str | Path, indices: np.ndarray, grid: HitGrid = HitGrid(),
-                 features: tuple[str, ...] = DEFAULT_FEATURES, label_scheme: str = "beam3", beam_label_rule: str = "all") -> None:
+                 features: tuple[str, ...] = DEFAULT_FEATURES, label_scheme: str = "beam3", beam_label_rule: str = "all",
+                 overlay_fraction: float = 0.0, seed: int = 0) -> None:
         self.path = Path(path)
         self.indices = np.asarray(indices, dtype=np.int64)
         self.grid = grid
@@ -51,6 +62,11 @@ class HitEventsDataset(Dataset):
         if beam_label_rule not in BEAM_LABEL_RULES:
             raise InputError(f"unknown beam label rule '{beam_label_rule}' (choose from {', '.join(BEAM_LABEL_RULES)})")
         self.beam_label_rule = beam_label_rule
+        if not 0.0 <= float(overlay_fraction) <= 1.0:
+            raise InputError(f"overlay fraction must be in [0, 1], got {overlay_fraction}")
+        if overlay_fraction > 0 and beam_label_rule != "all":
+            raise InputError(f"overlays need beam label rule 'all' (rule {beam_label_rule} reads each event's particle table)")
+        self.overlay_fraction, self.seed = float(overlay_fraction), int(seed)
         self._events = None
 
     def __len__(self) -> int:
@@ -74,11 +90,11 @@ class HitEventsDataset(Dataset):
             self._events = None
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        position = key[0] if isinstance(key, tuple) else key
+        position, epoch = key if isinstance(key, tuple) else (key, 0)
         events = self._file()
         index = int(self.indices[position])
         if self.beam_label_rule == "all":
-            hits = events.read_hit_columns(index, [n for n in HIT_COLUMNS if n in events.hit_columns])
+            hits = self._hits_or_overlay(events, int(position), int(epoch))
             particles = None
         else:
             event = events.read(index)
@@ -100,6 +116,33 @@ class HitEventsDataset(Dataset):
         return (torch.from_numpy(sites.coords), torch.from_numpy(sites.features),
                 torch.from_numpy(sites.label.astype(np.int64)))
 
+    def overlay_partner(self, position: int, epoch: int) -> int | None:
+        """The position whose not-beam hits join event ``position``'s beam hits in ``epoch``, or None (the event as simulated)."""
+        if self.overlay_fraction <= 0.0 or len(self.indices) < 2:
+            return None
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, position, _OVERLAY_STREAM]))
+        if rng.random() >= self.overlay_fraction:
+            return None
+        partner = int(rng.integers(len(self.indices) - 1))
+        return partner + (partner >= position)  # any event but this one
+
+    def _hits_or_overlay(self, events, position: int, epoch: int) -> dict[str, np.ndarray]:
+        columns = [n for n in HIT_COLUMNS if n in events.hit_columns]
+        index = int(self.indices[position])
+        hits = events.read_hit_columns(index, columns)
+        partner = self.overlay_partner(position, epoch)
+        if partner is None:
+            return hits
+        if "label" not in hits:
+            raise InputError("events file has no hit labels: overlays need truth", self.path)
+        check_hit_values(hits, int(events.event_ids[index]), self.path)
+        partner_index = int(self.indices[partner])
+        other = events.read_hit_columns(partner_index, columns)
+        check_hit_values(other, int(events.event_ids[partner_index]), self.path)
+        beam = np.asarray(hits["label"]) == LABEL_BEAM
+        not_beam = np.asarray(other["label"]) != LABEL_BEAM
+        return {name: np.concatenate([np.asarray(hits[name])[beam], np.asarray(other[name])[not_beam]]) for name in columns}
+
 
 def collate_sites(items: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Events → one batch: coords [ΣS, 3] (event in batch, row, wire), features [ΣS, F], labels [ΣS]."""
@@ -114,7 +157,7 @@ class HitDataModule(pl.LightningDataModule):
     def __init__(self, path: str | Path, validation_events: int = 100, validation_path: str | Path | None = None,
                  batch_size: int = 1, num_workers: int = 0, grid: HitGrid = HitGrid(),
                  features: tuple[str, ...] = DEFAULT_FEATURES, label_scheme: str = "beam3", seed: int = 0,
-                 beam_label_rule: str = "all") -> None:
+                 beam_label_rule: str = "all", overlay_fraction: float = 0.0) -> None:
         super().__init__()
         from protoseg.events import open_events
 
@@ -127,6 +170,7 @@ class HitDataModule(pl.LightningDataModule):
         if beam_label_rule not in BEAM_LABEL_RULES:
             raise InputError(f"unknown beam label rule '{beam_label_rule}' (choose from {', '.join(BEAM_LABEL_RULES)})")
         self.beam_label_rule = beam_label_rule
+        self.overlay_fraction = float(overlay_fraction)
         with open_events(self.path) as events:
             n_events, is_mc = len(events), events.is_mc
         if not is_mc:
@@ -151,7 +195,10 @@ class HitDataModule(pl.LightningDataModule):
         if split not in self._datasets:
             path = self.validation_path if split == "validation" and self.validation_path else self.path
             indices = self.train_indices if split == "train" else self.val_indices
-            self._datasets[split] = HitEventsDataset(path, indices, self.grid, self.features, self.label_scheme, self.beam_label_rule)
+            # Overlays are a training augmentation: validation scores the events as simulated.
+            overlay = self.overlay_fraction if split == "train" else 0.0
+            self._datasets[split] = HitEventsDataset(path, indices, self.grid, self.features, self.label_scheme, self.beam_label_rule,
+                                                     overlay_fraction=overlay, seed=self.seed)
         return self._datasets[split]
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
