@@ -44,7 +44,7 @@ def tiny_hit_weights(folder: Path, seed: int = 0, features: tuple[str, ...] | No
             module.running_mean.uniform_(-0.1, 0.1)
             module.running_var.uniform_(0.5, 1.5)
     with torch.no_grad():  # attention blocks start as the identity: make them act
-        for parameter in [*network.attention.parameters(), *network.decoder_attention.parameters()]:
+        for parameter in [*network.attention.parameters(), *network.decoder_attention.parameters(), *network.fine_decoder_attention.parameters()]:
             parameter.add_(0.3 * torch.randn_like(parameter))
     card = model_card(config, ["background", "beam", "not-beam"], {"kind": "events", "label_scheme": "beam3"}, model=network)
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Global attention blocks at the sparse U-Net's coarsest level and after its second-coarsest decoder: their
+"""Global attention blocks at the sparse U-Net's coarsest level and after its second- and third-coarsest decoders: their
 formula, that they start as the identity, that a batch's events never see each other, the TorchScript
 export, and init_from a network without them."""
 from __future__ import annotations
@@ -162,4 +162,44 @@ def test_decoder_attention_card_refusals_init_from_and_export(tmp_path):
         _initialise_from(HitSegmentationModule(apply_overrides(load_config(), changed), ["background", "beam", "not-beam"]), str(source))
     exported = load_model(tiny_hit_weights(tmp_path / "run", **ATTENTION, decoder_attention_blocks=1))
     assert (exported.decoder_attention[0].out.weight != 0).any()
+    assert_torchscript_export_equals_python(exported, tmp_path / "hits.pt")
+
+
+def test_fine_decoder_attention_sits_at_the_third_coarsest_level_and_is_added_by_init_from(tmp_path):
+    from protoseg.training import HitSegmentationModule, _initialise_from
+
+    torch.manual_seed(0)
+    three_levels = {"channels": (4, 8, 8), "reps": 1, "attention_blocks": 1, "attention_heads": 2, "decoder_attention_blocks": 1}
+    plain = SparseUNet(5, 3, grid_rows=40, grid_wires=40, **three_levels).eval()
+    fine = SparseUNet(5, 3, grid_rows=40, grid_wires=40, fine_decoder_attention_blocks=1, **three_levels).eval()
+    _perturbed(plain.attention, 1)
+    _perturbed(plain.decoder_attention, 2)
+    missing, unexpected = fine.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(name.startswith("fine_decoder_attention.") for name in missing)
+    # level 0 of 3 (one cell per site), with its 4 maps
+    assert fine.fine_decoder_attention_level == 0 and fine.fine_decoder_attention[0].stride == 1
+    assert fine.fine_decoder_attention[0].qkv.in_features == 4
+    _assert_identity_then_acting_with_events_apart(fine, plain, fine.fine_decoder_attention)
+    # registry: card option, refusals
+    model = build_model("sparse_unet", num_classes=3, channels=[4, 8, 8], reps=1, fine_decoder_attention_blocks=1, attention_heads=2)
+    assert model.config["fine_decoder_attention_blocks"] == 1 and len(model.fine_decoder_attention) == 1
+    assert "fine_decoder_attention_blocks" not in build_model("sparse_unet", channels=[4, 8, 8], reps=1, **ATTENTION).config
+    with pytest.raises(InputError, match="fine_decoder_attention_blocks"):
+        build_model("sparse_unet", channels=[4, 8], reps=1, fine_decoder_attention_blocks=1, attention_heads=2)
+    with pytest.raises(InputError, match="fine_decoder_attention_blocks"):
+        build_model("sparse_unet", channels=[6, 8, 8], reps=1, fine_decoder_attention_blocks=1, attention_heads=4)
+    # init_from a network with the two other kinds adds it as the identity; the export equals Python
+    options = {"channels": [4, 8, 8], "attention_blocks": 1, "attention_heads": 2, "decoder_attention_blocks": 1}
+    source = tiny_hit_weights(tmp_path / "decoder", **options)
+    overrides = ["model.name=sparse_unet", "model.reps=1", *[f"model.{k}={v}" for k, v in options.items()],
+                 "model.fine_decoder_attention_blocks=1", f"init_from={source}"]
+    module = HitSegmentationModule(apply_overrides(load_config(), overrides), ["background", "beam", "not-beam"])
+    assert _initialise_from(module, str(source)) is True
+    coords = _random_sites(30, 30, 0.2, seed=5)
+    features = torch.randn(len(coords), 5)
+    module.model.eval()
+    with torch.no_grad():
+        assert torch.equal(module.model(coords, features), load_model(source).eval()(coords, features))
+    exported = load_model(tiny_hit_weights(tmp_path / "run", **options, fine_decoder_attention_blocks=1))
+    assert (exported.fine_decoder_attention[0].out.weight != 0).any()
     assert_torchscript_export_equals_python(exported, tmp_path / "hits.pt")

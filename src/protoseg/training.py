@@ -491,7 +491,8 @@ def _initialise_from(module: SegmentationModule, source: str) -> bool:
         return plain
 
     # attention block kinds of the hit-level network, and the prefix of their weights
-    attention_kinds = {"attention_blocks": "attention.", "decoder_attention_blocks": "decoder_attention."}
+    attention_kinds = {"attention_blocks": "attention.", "decoder_attention_blocks": "decoder_attention.",
+                       "fine_decoder_attention_blocks": "fine_decoder_attention."}
 
     def without_attention(architecture: dict[str, Any]) -> dict[str, Any]:
         plain = network(architecture)

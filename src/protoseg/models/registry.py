@@ -57,7 +57,7 @@ _REGISTRY: dict[str, ModelSpec] = {
         ModelSpec("sparse_unet", "submanifold sparse U-Net over the hits at full resolution (protoseg.models.sparse_unet)",
                   defaults={"channels": (16, 32, 48, 64, 80, 96, 112), "reps": 2, "features": list(_SITE_FEATURES),
                             "ticks_per_row": 6, "attention_blocks": 0, "attention_heads": 4,
-                            "decoder_attention_blocks": 0},
+                            "decoder_attention_blocks": 0, "fine_decoder_attention_blocks": 0},
                   kind="hits"),
     ]
 }
@@ -104,17 +104,24 @@ def _build_sparse(spec: ModelSpec, in_channels: int, num_classes: int, memory_ef
         raise InputError(f"model {spec.name!r}: decoder_attention_blocks must be >= 0, needs >= 2 levels, and attention_heads must "
                          f"divide the second-coarsest level's maps; got {decoder_attention_blocks}, channels {list(channels)}, "
                          f"{attention_heads} heads")
+    fine_decoder_attention_blocks = int(resolved["fine_decoder_attention_blocks"])
+    if fine_decoder_attention_blocks and (fine_decoder_attention_blocks < 0 or len(channels) < 3 or channels[-3] % attention_heads):
+        raise InputError(f"model {spec.name!r}: fine_decoder_attention_blocks must be >= 0, needs >= 3 levels, and attention_heads must "
+                         f"divide the third-coarsest level's maps; got {fine_decoder_attention_blocks}, channels {list(channels)}, "
+                         f"{attention_heads} heads")
     grid = HitGrid(int(resolved["ticks_per_row"]))  # refuses an impossible grid
     model = SparseUNet(len(features), num_classes, channels, int(resolved["reps"]), memory_efficient=memory_efficient,
                        attention_blocks=attention_blocks, attention_heads=attention_heads, grid_rows=grid.n_rows, grid_wires=grid.n_wires,
-                       decoder_attention_blocks=decoder_attention_blocks)
+                       decoder_attention_blocks=decoder_attention_blocks, fine_decoder_attention_blocks=fine_decoder_attention_blocks)
     model.config = {"name": spec.name, "in_channels": len(features), "num_classes": int(num_classes),
                     "memory_efficient": bool(memory_efficient), "channels": list(channels), "reps": int(resolved["reps"]),
                     "features": list(features), "ticks_per_row": int(resolved["ticks_per_row"])}
-    if attention_blocks or decoder_attention_blocks:  # absent when 0: the cards of networks without attention stay as they were
+    if attention_blocks or decoder_attention_blocks or fine_decoder_attention_blocks:  # absent when 0: the cards of networks without attention stay as they were
         model.config.update(attention_blocks=attention_blocks, attention_heads=attention_heads)
     if decoder_attention_blocks:
         model.config.update(decoder_attention_blocks=decoder_attention_blocks)
+    if fine_decoder_attention_blocks:
+        model.config.update(fine_decoder_attention_blocks=fine_decoder_attention_blocks)
     return model
 
 

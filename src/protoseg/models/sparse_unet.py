@@ -310,11 +310,14 @@ class SparseUNet(nn.Module):
         decoder_attention_blocks: :class:`GlobalAttention` blocks after the decoder of the second-coarsest
             level (sites of 32 × 32 cells, ~15 cm at the default grid; 0: none), with ``attention_heads`` heads:
             where the coarsest blocks see the event in ~30 cm squares that mix tracks, these see it at half that.
+        fine_decoder_attention_blocks: the same after the decoder of the third-coarsest level (sites of 16 × 16
+            cells, ~7.7 cm; ~1500 per event at the default grid; 0: none).
     """
 
     def __init__(self, in_features: int, num_classes: int, channels: Tuple[int, ...] = (16, 32, 48, 64, 80, 96, 112),
                  reps: int = 2, memory_efficient: bool = False, attention_blocks: int = 0, attention_heads: int = 4,
-                 grid_rows: int = 1000, grid_wires: int = 1440, decoder_attention_blocks: int = 0) -> None:
+                 grid_rows: int = 1000, grid_wires: int = 1440, decoder_attention_blocks: int = 0,
+                 fine_decoder_attention_blocks: int = 0) -> None:
         super().__init__()
         self.memory_efficient = bool(memory_efficient)
         if len(channels) < 1 or any(c < 1 for c in channels) or reps < 1 or in_features < 1 or num_classes < 1:
@@ -337,6 +340,12 @@ class SparseUNet(nn.Module):
         self.decoder_attention = nn.ModuleList([GlobalAttention(channels[self.decoder_attention_level], attention_heads,
                                                                 2 ** self.decoder_attention_level, grid_rows, grid_wires)
                                                 for _ in range(decoder_attention_blocks)])
+        if fine_decoder_attention_blocks < 0 or (fine_decoder_attention_blocks and self.levels < 3):
+            raise ValueError(f"fine_decoder_attention_blocks must be >= 0, and needs >= 3 levels; got {fine_decoder_attention_blocks}")
+        self.fine_decoder_attention_level = max(self.levels - 3, 0)
+        self.fine_decoder_attention = nn.ModuleList([GlobalAttention(channels[self.fine_decoder_attention_level], attention_heads,
+                                                                     2 ** self.fine_decoder_attention_level, grid_rows, grid_wires)
+                                                     for _ in range(fine_decoder_attention_blocks)])
 
     def forward(self, coords: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         neighbours, children, slots, level_coords = build_rulebooks(coords, self.levels)
@@ -361,6 +370,9 @@ class SparseUNet(nn.Module):
                     x = decoder(torch.cat([skips[level], x], dim=1), neighbours[level])
             if level == self.decoder_attention_level:
                 for block in self.decoder_attention:
+                    x = block(x, level_coords[level])
+            if level == self.fine_decoder_attention_level:
+                for block in self.fine_decoder_attention:
                     x = block(x, level_coords[level])
         return self.classifier(x)
 
