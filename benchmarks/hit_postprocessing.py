@@ -10,6 +10,12 @@ does not gain here gains nowhere):
   (label propagation anchored to the network's p);
 * ``fragment mean``: hits joined (transitively) when closer than ``R`` cm; each hit's P(beam) becomes
   β · (its fragment's mean P(beam)) + (1 − β) · its own.
+* ``track fragment mean``: the same over *track fragments*, where two hits closer than ``L`` cm are joined
+  only if both lie on a locally straight line (principal axes of the hits within 1.5 cm: 1 − λ₂/λ₁ ≥ s),
+  the two lines agree (|cos| ≥ 0.97) and the step between them runs along both (|cos| ≥ 0.85): fragments
+  follow a track and stop where it crosses another. Fragments of fewer than 10 hits keep their p.
+* ``true particle mean`` (truth, a bound, not a method): each hit's P(beam) the mean over the hits of its
+  true particle: what perfect clustering into particles on top of the network would give.
 
 It also splits the true beam hits by their distance to the event's main beam cluster (true beam hits
 joined within 2 cm, the largest such cluster) and gives the network's efficiency in each bin, and the
@@ -46,6 +52,8 @@ CM_PER_TICK = READOUT.tick_us * ARGON.drift_velocity_cm_per_us
 THRESHOLDS = np.round(np.arange(0.20, 0.90, 0.01), 2)
 DIFFUSIONS = [(r, alpha, 10) for r in (1.0, 2.0) for alpha in (0.5, 0.8)]
 FRAGMENT_MEANS = [(radius, beta) for radius in (0.5, 0.7, 1.0) for beta in (0.5, 1.0)]
+TRACK_FRAGMENTS = [(link, straightness, 0.7) for link, straightness in ((1.0, 0.75), (2.0, 0.75), (2.0, 0.9), (3.0, 0.9))]
+TRACK_PCA_RADIUS_CM, TRACK_COS_LINES, TRACK_COS_STEP, TRACK_MIN_HITS = 1.5, 0.97, 0.85, 10
 MAIN_CLUSTER_LINK_CM = 2.0
 DISTANCE_EDGES_CM = (0.0, 2.0, 5.0, 10.0, 20.0, 50.0, np.inf)
 
@@ -75,9 +83,44 @@ def diffuse(adjacency: sparse.csr_matrix, p: np.ndarray, alpha: float, steps: in
 
 def fragment_mean(adjacency: sparse.csr_matrix, p: np.ndarray, beta: float) -> np.ndarray:
     """beta * (mean p over the hit's connected fragment) + (1 - beta) * p."""
-    _, fragment = connected_components(adjacency, directed=False)
-    mean = np.bincount(fragment, weights=p) / np.bincount(fragment)
-    return beta * mean[fragment] + (1.0 - beta) * p
+    return group_mean(connected_components(adjacency, directed=False)[1], p, beta)
+
+
+def local_lines(xy: np.ndarray, radius_cm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each hit's local direction (unit [n, 2], the principal axis of the hits within ``radius_cm``, itself
+    included) and straightness 1 − λ₂/λ₁ (1: a line; 0 for a hit alone or a round blob)."""
+    adjacency = neighbour_graph(xy, radius_cm) + sparse.identity(len(xy), format="csr")
+    count = np.asarray(adjacency.sum(axis=1)).ravel()
+    mean = (adjacency @ xy) / count[:, None]
+    sxx = (adjacency @ (xy[:, 0] ** 2)) / count - mean[:, 0] ** 2
+    syy = (adjacency @ (xy[:, 1] ** 2)) / count - mean[:, 1] ** 2
+    sxy = (adjacency @ (xy[:, 0] * xy[:, 1])) / count - mean[:, 0] * mean[:, 1]
+    half_trace, root = (sxx + syy) / 2, np.sqrt(np.maximum(((sxx - syy) / 2) ** 2 + sxy ** 2, 0.0))
+    largest, smallest = half_trace + root, half_trace - root
+    angle = 0.5 * np.arctan2(2 * sxy, sxx - syy)
+    straightness = np.where(largest > 1e-12, 1.0 - smallest / np.maximum(largest, 1e-12), 0.0)
+    return np.c_[np.cos(angle), np.sin(angle)], straightness
+
+
+def track_graph(xy: np.ndarray, link_cm: float, min_straightness: float) -> sparse.csr_matrix:
+    """Adjacency of the hits closer than ``link_cm`` that lie on one straight track (see the module docstring)."""
+    direction, straightness = local_lines(xy, TRACK_PCA_RADIUS_CM)
+    pairs = cKDTree(xy).query_pairs(link_cm, output_type="ndarray")
+    a, b = pairs[:, 0], pairs[:, 1]
+    step = xy[b] - xy[a]
+    step /= np.maximum(np.linalg.norm(step, axis=1), 1e-9)[:, None]
+    keep = ((straightness[a] >= min_straightness) & (straightness[b] >= min_straightness)
+            & (np.abs((direction[a] * direction[b]).sum(axis=1)) >= TRACK_COS_LINES)
+            & (np.abs((step * direction[a]).sum(axis=1)) >= TRACK_COS_STEP) & (np.abs((step * direction[b]).sum(axis=1)) >= TRACK_COS_STEP))
+    a, b, n = a[keep], b[keep], len(xy)
+    return sparse.csr_matrix((np.ones(2 * len(a)), (np.r_[a, b], np.r_[b, a])), shape=(n, n))
+
+
+def group_mean(group: np.ndarray, p: np.ndarray, beta: float, min_size: int = 1) -> np.ndarray:
+    """beta * (mean p over the hit's group) + (1 - beta) * p, for hits in groups of >= ``min_size`` hits."""
+    size = np.bincount(group)
+    mean = np.bincount(group, weights=p) / size
+    return np.where(size[group] >= min_size, beta * mean[group] + (1.0 - beta) * p, p)
 
 
 def crossing(is_beam: np.ndarray, p_beam: np.ndarray) -> dict:
@@ -109,7 +152,9 @@ def study(events_path: Path, predictions_path: Path) -> dict:
     # the threshold the file's classes were decided with (0.5 for argmax: the beam side of a 3-class argmax)
     tag_threshold = working_point if working_point >= 0 else 0.5
     variants = {"network": []} | {f"diffusion r={r:g} cm alpha={a:g} k={k}": [] for r, a, k in DIFFUSIONS} \
-        | {f"fragment mean R={radius:g} cm beta={b:g}": [] for radius, b in FRAGMENT_MEANS}
+        | {f"fragment mean R={radius:g} cm beta={b:g}": [] for radius, b in FRAGMENT_MEANS} \
+        | {f"track fragment mean L={link:g} cm s={s:g} beta={b:g}": [] for link, s, b in TRACK_FRAGMENTS} \
+        | {"true particle mean (truth: a bound)": []}
     truth, distance, missed_main = [], [], []
     with open_events(events_path) as events:
         if len(events) != len(offsets) - 1 or events.n_hits != len(p_beam_all):
@@ -137,6 +182,11 @@ def study(events_path: Path, predictions_path: Path) -> dict:
                 variants[f"diffusion r={r:g} cm alpha={a:g} k={k}"].append(diffuse(graphs[r], p, a, k))
             for radius, b in FRAGMENT_MEANS:
                 variants[f"fragment mean R={radius:g} cm beta={b:g}"].append(fragment_mean(graphs[radius], p, b))
+            for link, s, b in TRACK_FRAGMENTS:
+                _, fragment = connected_components(track_graph(xy, link, s), directed=False)
+                variants[f"track fragment mean L={link:g} cm s={s:g} beta={b:g}"].append(group_mean(fragment, p, b, TRACK_MIN_HITS))
+            _, particle = np.unique(hits["track_id"], return_inverse=True)
+            variants["true particle mean (truth: a bound)"].append(group_mean(particle.reshape(-1), p, 1.0))
     label = np.concatenate(truth)
     is_beam = label == BEAM
     result = {"events": str(events_path), "predictions": str(predictions_path), "n_events": len(offsets) - 1,
@@ -186,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     for name, point in result["variants"].items():
-        print(f"{name:36s} P(beam) >= {point['threshold']:.2f}: efficiency {point['efficiency']:.4f} purity {point['purity']:.4f}")
+        print(f"{name:44s} P(beam) >= {point['threshold']:.2f}: efficiency {point['efficiency']:.4f} purity {point['purity']:.4f}")
     print("distance to the main beam cluster | share of beam hits | efficiency | missed (points) | not-beam tagged beam | impurity (points)")
     for row in result["by_distance_to_main_beam_cluster"]:
         print(f"{row['distance_cm']:>8} cm | {row['beam_hit_share']:.3f} | {row['beam_efficiency']:.3f} | {row['missed_beam_points']:.2f} | "

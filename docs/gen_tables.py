@@ -548,6 +548,20 @@ def hit_postprocessing() -> list[str]:
     return table(["P(beam) of each hit", "working point (efficiency = purity)", "beam hits: efficiency / purity"], rows)
 
 
+def hit_postprocessing_by_seed(paths: tuple[str, ...], prefixes: tuple[str, ...]) -> Callable[[], list[str]]:
+    """``benchmarks/hit_postprocessing.py`` on several seeds: the variants whose names start with ``prefixes``,
+    each at the working point where its efficiency and purity meet on that seed."""
+    def build() -> list[str]:
+        results = [load(path) for path in paths]
+        names = [name for name in results[0]["variants"] if name.startswith(prefixes)]
+        rows = [[name] + [f"{r['variants'][name]['threshold']:.2f}: {pair(r['variants'][name]['efficiency'], r['variants'][name]['purity'], 4)}"
+                          for r in results] for name in names]
+        seeds = [Path(r["events"]).stem.replace("eval-", "seed ") for r in results]
+        return table(["P(beam) of each hit"] + [f"{seed} ({r['n_events']} events): working point: efficiency / purity"
+                                                for seed, r in zip(seeds, results)], rows)
+    return build
+
+
 def hit_error_distance() -> list[str]:
     """Where a hit network's beam errors lie: distance to the main cluster of true beam hits."""
     d = load("benchmarks/results/hit_postprocessing-default-seed7117.json")
@@ -696,6 +710,10 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[[], list[str]]]] = {
                                            "60 events whose beam particle is a 7 GeV/c μ⁺, with cosmics and halo as usual "
                                            "(`simulate -n 60 --seed 1313 --set 'sources.beam_composition=[0,0,0,0,1]'`)")),
     "hit-postprocessing": (("benchmarks/results/hit_postprocessing-default-seed7117.json",), hit_postprocessing),
+    "hit-postprocessing-2.3.0": (("benchmarks/results/hit_postprocessing-2.3.0-seed7117.json", "benchmarks/results/hit_postprocessing-2.3.0-seed2718.json"),
+                                 hit_postprocessing_by_seed(("benchmarks/results/hit_postprocessing-2.3.0-seed7117.json",
+                                                             "benchmarks/results/hit_postprocessing-2.3.0-seed2718.json"),
+                                                            ("network", "track fragment", "true particle"))),
     "hit-error-distance": (("benchmarks/results/hit_postprocessing-default-seed7117.json",), hit_error_distance),
 }
 

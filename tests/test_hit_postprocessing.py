@@ -44,6 +44,36 @@ def test_fragment_mean_blends_each_hit_with_its_fragment():
     np.testing.assert_allclose(post.fragment_mean(adjacency, p, 0.5), [0.7, 0.3, 0.5, 0.3], atol=1e-15)
 
 
+def test_local_lines_give_the_direction_and_straightness_of_a_line_and_a_blob():
+    line = np.c_[np.arange(0.0, 5.0, 0.5), 2.0 * np.arange(0.0, 5.0, 0.5)]  # along (1, 2)
+    direction, straightness = post.local_lines(line, 1.5)
+    np.testing.assert_allclose(np.abs(direction @ np.array([1.0, 2.0]) / np.sqrt(5.0)), 1.0, atol=1e-9)
+    np.testing.assert_allclose(straightness, 1.0, atol=1e-9)
+    square = np.array([[0.0, 0.0], [0.5, 0.0], [0.0, 0.5], [0.5, 0.5]])  # equal spread both ways: no line
+    np.testing.assert_allclose(post.local_lines(square, 1.5)[1], 0.0, atol=1e-9)
+
+
+def test_track_fragments_follow_each_track_up_to_a_crossing_and_never_across():
+    # a horizontal and a vertical track of hits 0.5 cm apart, crossing at the origin (no hit there)
+    steps = np.r_[np.arange(-10.0, 0.0, 0.5), np.arange(0.5, 10.5, 0.5)]
+    horizontal, vertical = np.c_[steps, np.zeros_like(steps)], np.c_[np.zeros_like(steps), steps]
+    xy = np.r_[horizontal, vertical]
+    adjacency = post.track_graph(xy, 1.0, 0.75).tocoo()
+    n = len(steps)
+    assert adjacency.nnz > 0 and np.all((adjacency.row < n) == (adjacency.col < n))  # no edge joins the two tracks
+    # each arm stays one fragment, up to where the hits near the crossing stop being straight (the
+    # fragment stops there); the plain 1-cm graph merges all hits into one fragment
+    from scipy.sparse.csgraph import connected_components
+    fragment = connected_components(post.track_graph(xy, 1.0, 0.75), directed=False)[1]
+    assert len(set(fragment[:16])) == 1 and len(set(fragment[n - 16:n])) == 1 and fragment[0] != fragment[n - 1]
+    assert not set(fragment[:n]) & set(fragment[n:])
+    assert connected_components(post.neighbour_graph(xy, 1.0), directed=False)[0] == 1
+    # group means: the mean where a group holds at least min_size hits, the hit's own p elsewhere
+    p = np.array([0.2, 0.4, 0.9, 0.1])
+    np.testing.assert_allclose(post.group_mean(np.array([0, 0, 1, 2]), p, 1.0, 2), [0.3, 0.3, 0.9, 0.1], atol=1e-15)
+    np.testing.assert_allclose(post.group_mean(np.array([0, 0, 1, 2]), p, 0.5, 1), [0.25, 0.35, 0.9, 0.1], atol=1e-15)
+
+
 def test_crossing_finds_where_efficiency_meets_purity():
     # 4 beam hits with P 0.9, 0.8, 0.7, 0.3 and 4 others with P 0.75, 0.2, 0.1, 0.1
     is_beam = np.array([1, 1, 1, 1, 0, 0, 0, 0], bool)
