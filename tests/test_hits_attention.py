@@ -41,6 +41,21 @@ def _assert_identity_then_acting_with_events_apart(new: SparseUNet, old: SparseU
     assert torch.allclose(together[: len(a)], alone_a, atol=1e-5) and torch.allclose(together[len(a):], alone_b, atol=1e-5)
 
 
+def _assert_init_from_starts_where_it_was(source, overrides: list[str], class_names=("background", "beam", "not-beam")):
+    """A module configured by ``overrides`` and initialised from ``source`` (which lacks some attention blocks)
+    gives ``source``'s outputs; returns the module."""
+    from protoseg.training import HitSegmentationModule, _initialise_from
+
+    module = HitSegmentationModule(apply_overrides(load_config(), [*overrides, f"init_from={source}"]), list(class_names))
+    assert _initialise_from(module, str(source)) is True
+    coords = _random_sites(30, 30, 0.2, seed=5)
+    features = torch.randn(len(coords), 5)
+    module.model.eval()
+    with torch.no_grad():
+        assert torch.equal(module.model(coords, features), load_model(source).eval()(coords, features))
+    return module
+
+
 def test_attention_block_equals_its_formula_per_event():
     torch.manual_seed(0)
     block = GlobalAttention(channels=4, heads=2, stride=8, grid_rows=40, grid_wires=48, frequencies=3).eval()
@@ -98,19 +113,11 @@ def test_init_from_a_network_without_attention_starts_where_it_was(tmp_path):
     from protoseg.training import HitSegmentationModule, _initialise_from
 
     source = tiny_hit_weights(tmp_path / "plain")
-    trained = load_model(source).eval()
-    config = apply_overrides(load_config(), ["model.name=sparse_unet", "model.channels=[4, 8]", "model.reps=1",
-                                             "model.attention_blocks=1", "model.attention_heads=2", f"init_from={source}"])
-    module = HitSegmentationModule(config, ["background", "beam", "not-beam"])
-    assert _initialise_from(module, str(source)) is True
-    coords, features = _random_sites(30, 30, 0.2, seed=5), None
-    features = torch.randn(len(coords), 5)
-    module.model.eval()
-    with torch.no_grad():
-        assert torch.equal(module.model(coords, features), trained(coords, features))
+    module = _assert_init_from_starts_where_it_was(source, ["model.name=sparse_unet", "model.channels=[4, 8]", "model.reps=1",
+                                                            "model.attention_blocks=1", "model.attention_heads=2"])
     # other classes cannot be taken on together with new blocks
     with pytest.raises(InputError, match="init_from"):
-        _initialise_from(HitSegmentationModule(config, ["background", "beam"]), str(source))
+        _initialise_from(HitSegmentationModule(module.hparams["config"], ["background", "beam"]), str(source))
 
 
 def test_export_with_attention_equals_python(tmp_path):
@@ -146,18 +153,11 @@ def test_decoder_attention_card_refusals_init_from_and_export(tmp_path):
         build_model("sparse_unet", channels=[8], reps=1, decoder_attention_blocks=1, attention_heads=2)
     # a network with coarsest-level blocks given decoder blocks too starts where it was
     source = tiny_hit_weights(tmp_path / "coarse", **ATTENTION)
-    trained = load_model(source).eval()
     overrides = ["model.name=sparse_unet", "model.channels=[4, 8]", "model.reps=1", "model.attention_blocks=2",
-                 "model.attention_heads=2", "model.decoder_attention_blocks=1", f"init_from={source}"]
-    module = HitSegmentationModule(apply_overrides(load_config(), overrides), ["background", "beam", "not-beam"])
-    assert _initialise_from(module, str(source)) is True
-    coords = _random_sites(30, 30, 0.2, seed=5)
-    features = torch.randn(len(coords), 5)
-    module.model.eval()
-    with torch.no_grad():
-        assert torch.equal(module.model(coords, features), trained(coords, features))
+                 "model.attention_heads=2", "model.decoder_attention_blocks=1"]
+    _assert_init_from_starts_where_it_was(source, overrides)
     # but not with its coarsest blocks changed at the same time
-    changed = [o.replace("model.attention_blocks=2", "model.attention_blocks=1") for o in overrides]
+    changed = [o.replace("model.attention_blocks=2", "model.attention_blocks=1") for o in overrides] + [f"init_from={source}"]
     with pytest.raises(InputError, match="init_from"):
         _initialise_from(HitSegmentationModule(apply_overrides(load_config(), changed), ["background", "beam", "not-beam"]), str(source))
     exported = load_model(tiny_hit_weights(tmp_path / "run", **ATTENTION, decoder_attention_blocks=1))
@@ -166,8 +166,6 @@ def test_decoder_attention_card_refusals_init_from_and_export(tmp_path):
 
 
 def test_fine_decoder_attention_sits_at_the_third_coarsest_level_and_is_added_by_init_from(tmp_path):
-    from protoseg.training import HitSegmentationModule, _initialise_from
-
     torch.manual_seed(0)
     three_levels = {"channels": (4, 8, 8), "reps": 1, "attention_blocks": 1, "attention_heads": 2, "decoder_attention_blocks": 1}
     plain = SparseUNet(5, 3, grid_rows=40, grid_wires=40, **three_levels).eval()
@@ -191,15 +189,8 @@ def test_fine_decoder_attention_sits_at_the_third_coarsest_level_and_is_added_by
     # init_from a network with the two other kinds adds it as the identity; the export equals Python
     options = {"channels": [4, 8, 8], "attention_blocks": 1, "attention_heads": 2, "decoder_attention_blocks": 1}
     source = tiny_hit_weights(tmp_path / "decoder", **options)
-    overrides = ["model.name=sparse_unet", "model.reps=1", *[f"model.{k}={v}" for k, v in options.items()],
-                 "model.fine_decoder_attention_blocks=1", f"init_from={source}"]
-    module = HitSegmentationModule(apply_overrides(load_config(), overrides), ["background", "beam", "not-beam"])
-    assert _initialise_from(module, str(source)) is True
-    coords = _random_sites(30, 30, 0.2, seed=5)
-    features = torch.randn(len(coords), 5)
-    module.model.eval()
-    with torch.no_grad():
-        assert torch.equal(module.model(coords, features), load_model(source).eval()(coords, features))
+    _assert_init_from_starts_where_it_was(source, ["model.name=sparse_unet", "model.reps=1", "model.fine_decoder_attention_blocks=1",
+                                                   *[f"model.{k}={v}" for k, v in options.items()]])
     exported = load_model(tiny_hit_weights(tmp_path / "run", **options, fine_decoder_attention_blocks=1))
     assert (exported.fine_decoder_attention[0].out.weight != 0).any()
     assert_torchscript_export_equals_python(exported, tmp_path / "hits.pt")

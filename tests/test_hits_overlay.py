@@ -53,13 +53,13 @@ def test_an_overlay_is_one_events_beam_hits_with_anothers_not_beam_hits(events):
 
 def test_overlay_draws_follow_seed_epoch_and_fraction(events):
     always = HitEventsDataset(events, np.arange(5), overlay_fraction=1.0, seed=7)
-    draws = [always.overlay_partner(p, e) for p in range(5) for e in range(40)]
-    assert all(d is not None and d != p for d, (p, _) in zip(draws, [(p, e) for p in range(5) for e in range(40)]))
+    keys = [(p, e) for p in range(5) for e in range(40)]
+    draws = [always.overlay_partner(p, e) for p, e in keys]
+    assert all(d is not None and d != p for d, (p, _) in zip(draws, keys))  # always another event
     assert draws == [HitEventsDataset(events, np.arange(5), overlay_fraction=1.0, seed=7).overlay_partner(p, e)
-                     for p in range(5) for e in range(40)]  # the same seed draws the same partners
+                     for p, e in keys]  # the same seed draws the same partners
     assert len(set(draws)) == 5  # every other event is drawn
-    assert draws != [HitEventsDataset(events, np.arange(5), overlay_fraction=1.0, seed=8).overlay_partner(p, e)
-                     for p in range(5) for e in range(40)]
+    assert draws != [HitEventsDataset(events, np.arange(5), overlay_fraction=1.0, seed=8).overlay_partner(p, e) for p, e in keys]
     half = HitEventsDataset(events, np.arange(5), overlay_fraction=0.5, seed=7)
     overlays = sum(half.overlay_partner(p, e) is not None for p in range(5) for e in range(200))
     assert 430 <= overlays <= 570  # 1000 draws of p = 0.5: 500 ± 16 (1 σ)

@@ -135,7 +135,7 @@ class HitEventsDataset(Dataset):
             return hits
         if "label" not in hits:
             raise InputError("events file has no hit labels: overlays need truth", self.path)
-        check_hit_values(hits, int(events.event_ids[index]), self.path)
+        # the partner's hits are checked here, where its event can be named; __getitem__ checks the overlay
         partner_index = int(self.indices[partner])
         other = events.read_hit_columns(partner_index, columns)
         check_hit_values(other, int(events.event_ids[partner_index]), self.path)

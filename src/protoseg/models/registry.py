@@ -99,29 +99,23 @@ def _build_sparse(spec: ModelSpec, in_channels: int, num_classes: int, memory_ef
     if attention_blocks < 0 or attention_heads < 1 or channels[-1] % attention_heads:
         raise InputError(f"model {spec.name!r}: attention_blocks must be >= 0 and attention_heads divide the coarsest "
                          f"level's {channels[-1]} maps; got {attention_blocks} and {attention_heads}")
-    decoder_attention_blocks = int(resolved["decoder_attention_blocks"])
-    if decoder_attention_blocks and (decoder_attention_blocks < 0 or len(channels) < 2 or channels[-2] % attention_heads):
-        raise InputError(f"model {spec.name!r}: decoder_attention_blocks must be >= 0, needs >= 2 levels, and attention_heads must "
-                         f"divide the second-coarsest level's maps; got {decoder_attention_blocks}, channels {list(channels)}, "
-                         f"{attention_heads} heads")
-    fine_decoder_attention_blocks = int(resolved["fine_decoder_attention_blocks"])
-    if fine_decoder_attention_blocks and (fine_decoder_attention_blocks < 0 or len(channels) < 3 or channels[-3] % attention_heads):
-        raise InputError(f"model {spec.name!r}: fine_decoder_attention_blocks must be >= 0, needs >= 3 levels, and attention_heads must "
-                         f"divide the third-coarsest level's maps; got {fine_decoder_attention_blocks}, channels {list(channels)}, "
-                         f"{attention_heads} heads")
+    # blocks after the decoder of the n-th coarsest level
+    decoder_blocks = {}
+    for option, nth, which in (("decoder_attention_blocks", 2, "second"), ("fine_decoder_attention_blocks", 3, "third")):
+        count = decoder_blocks[option] = int(resolved[option])
+        if count and (count < 0 or len(channels) < nth or channels[-nth] % attention_heads):
+            raise InputError(f"model {spec.name!r}: {option} must be >= 0, needs >= {nth} levels, and attention_heads must divide "
+                             f"the {which}-coarsest level's maps; got {count}, channels {list(channels)}, {attention_heads} heads")
     grid = HitGrid(int(resolved["ticks_per_row"]))  # refuses an impossible grid
     model = SparseUNet(len(features), num_classes, channels, int(resolved["reps"]), memory_efficient=memory_efficient,
                        attention_blocks=attention_blocks, attention_heads=attention_heads, grid_rows=grid.n_rows, grid_wires=grid.n_wires,
-                       decoder_attention_blocks=decoder_attention_blocks, fine_decoder_attention_blocks=fine_decoder_attention_blocks)
+                       **decoder_blocks)
     model.config = {"name": spec.name, "in_channels": len(features), "num_classes": int(num_classes),
                     "memory_efficient": bool(memory_efficient), "channels": list(channels), "reps": int(resolved["reps"]),
                     "features": list(features), "ticks_per_row": int(resolved["ticks_per_row"])}
-    if attention_blocks or decoder_attention_blocks or fine_decoder_attention_blocks:  # absent when 0: the cards of networks without attention stay as they were
+    if attention_blocks or any(decoder_blocks.values()):  # absent when 0: the cards of networks without attention stay as they were
         model.config.update(attention_blocks=attention_blocks, attention_heads=attention_heads)
-    if decoder_attention_blocks:
-        model.config.update(decoder_attention_blocks=decoder_attention_blocks)
-    if fine_decoder_attention_blocks:
-        model.config.update(fine_decoder_attention_blocks=fine_decoder_attention_blocks)
+    model.config.update({option: count for option, count in decoder_blocks.items() if count})
     return model
 
 

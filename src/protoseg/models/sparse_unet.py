@@ -330,22 +330,19 @@ class SparseUNet(nn.Module):
         self.ups = nn.ModuleList([_Resample(UpConv(channels[i + 1], channels[i]), channels[i]) for i in range(self.levels - 1)])
         self.decoders = nn.ModuleList([_ConvBlock(2 * channels[i], channels[i], reps, memory_efficient) for i in range(self.levels - 1)])
         self.classifier = nn.Linear(channels[0], num_classes)
-        if attention_blocks < 0:
-            raise ValueError(f"attention_blocks must be >= 0; got {attention_blocks}")
-        self.attention = nn.ModuleList([GlobalAttention(channels[-1], attention_heads, 2 ** (self.levels - 1), grid_rows, grid_wires)
-                                        for _ in range(attention_blocks)])
-        if decoder_attention_blocks < 0 or (decoder_attention_blocks and self.levels < 2):
-            raise ValueError(f"decoder_attention_blocks must be >= 0, and needs >= 2 levels; got {decoder_attention_blocks}")
+
+        # GlobalAttention blocks at one level: each site there is 2**level fine cells on a side
+        def blocks_at(level: int, count: int, option: str, min_levels: int) -> nn.ModuleList:
+            if count < 0 or (count and self.levels < min_levels):
+                raise ValueError(f"{option} must be >= 0, and needs >= {min_levels} levels; got {count}")
+            return nn.ModuleList([GlobalAttention(channels[level], attention_heads, 2 ** level, grid_rows, grid_wires) for _ in range(count)])
+
+        self.attention = blocks_at(self.levels - 1, attention_blocks, "attention_blocks", 1)
         self.decoder_attention_level = max(self.levels - 2, 0)
-        self.decoder_attention = nn.ModuleList([GlobalAttention(channels[self.decoder_attention_level], attention_heads,
-                                                                2 ** self.decoder_attention_level, grid_rows, grid_wires)
-                                                for _ in range(decoder_attention_blocks)])
-        if fine_decoder_attention_blocks < 0 or (fine_decoder_attention_blocks and self.levels < 3):
-            raise ValueError(f"fine_decoder_attention_blocks must be >= 0, and needs >= 3 levels; got {fine_decoder_attention_blocks}")
+        self.decoder_attention = blocks_at(self.decoder_attention_level, decoder_attention_blocks, "decoder_attention_blocks", 2)
         self.fine_decoder_attention_level = max(self.levels - 3, 0)
-        self.fine_decoder_attention = nn.ModuleList([GlobalAttention(channels[self.fine_decoder_attention_level], attention_heads,
-                                                                     2 ** self.fine_decoder_attention_level, grid_rows, grid_wires)
-                                                     for _ in range(fine_decoder_attention_blocks)])
+        self.fine_decoder_attention = blocks_at(self.fine_decoder_attention_level, fine_decoder_attention_blocks,
+                                                "fine_decoder_attention_blocks", 3)
 
     def forward(self, coords: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         neighbours, children, slots, level_coords = build_rulebooks(coords, self.levels)
