@@ -710,10 +710,17 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[[], list[str]]]] = {
                                            "60 events whose beam particle is a 7 GeV/c μ⁺, with cosmics and halo as usual "
                                            "(`simulate -n 60 --seed 1313 --set 'sources.beam_composition=[0,0,0,0,1]'`)")),
     "hit-postprocessing": (("benchmarks/results/hit_postprocessing-default-seed7117.json",), hit_postprocessing),
-    "hit-postprocessing-2.3.0": (("benchmarks/results/hit_postprocessing-2.3.0-seed7117.json", "benchmarks/results/hit_postprocessing-2.3.0-seed2718.json"),
-                                 hit_postprocessing_by_seed(("benchmarks/results/hit_postprocessing-2.3.0-seed7117.json",
-                                                             "benchmarks/results/hit_postprocessing-2.3.0-seed2718.json"),
+    "hit-postprocessing-2.3.0": (("benchmarks/results/hit_postprocessing-2.3.0-seed1357.json", "benchmarks/results/hit_postprocessing-2.3.0-seed3821.json"),
+                                 hit_postprocessing_by_seed(("benchmarks/results/hit_postprocessing-2.3.0-seed1357.json",
+                                                             "benchmarks/results/hit_postprocessing-2.3.0-seed3821.json"),
                                                             ("network", "track fragment", "true particle"))),
+    "stage3-levers-vs-2.3.0-unbiased": (("benchmarks/results/paired_stage3_overlays-vs-2.3.0-unbiased.json",
+                                         "benchmarks/results/paired_stage3_fine_decoder_attention-vs-2.3.0-unbiased.json"),
+                                        paired_levers((("+ overlays, half the events (P ≥ 0.60)",
+                                                        "benchmarks/results/paired_stage3_overlays-vs-2.3.0-unbiased.json"),
+                                                       ("+ one block after the third-coarsest decoder (P ≥ 0.45)",
+                                                        "benchmarks/results/paired_stage3_fine_decoder_attention-vs-2.3.0-unbiased.json")),
+                                                      "2.3.0 (P ≥ 0.65)")),
     "hit-error-distance": (("benchmarks/results/hit_postprocessing-default-seed7117.json",), hit_error_distance),
 }
 
